@@ -1,0 +1,26 @@
+# Every target sets itself up on a fresh machine (DESIGN.md §5).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup data test bench demo proto clean
+
+setup:
+	@bash deploy/setup_venv.sh
+	@bash deploy/install_data.sh
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) benchmarks/gossip_bench.py
+	$(PY) benchmarks/train_bench.py
+
+demo: setup
+	$(VENV)/bin/dssl demo
+
+proto: setup
+	$(PY) -m protocol.compile
+
+clean:
+	rm -rf $(VENV) .pytest_cache runs build *.egg-info

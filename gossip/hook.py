@@ -1,0 +1,82 @@
+"""The contract between a peer's trainer and the gossip layer.
+
+The trainer never sees gRPC, topology or discovery. Every ``period`` steps it hands the gossip layer
+one flat, contiguous parameter buffer (and, for MAR, a small embedding payload) and later asks for
+the mixed result::
+
+    hook.publish(flat_params, round=r, embedding=z)   # copies once, under a lock; returns at once
+    result = hook.mix().result()                     # a concurrent.futures.Future[MixResult]
+    load(result.params)                              # θ_i <- Σ_j W_ij θ_j over those who answered
+
+``publish`` makes round ``r``'s snapshot visible to neighbours (read-only, versioned by round);
+``mix`` pulls the neighbours' round-``r`` snapshots (sync mode; newest in async mode), each pull with
+a deadline, mixes them, and resolves the future. A neighbour that does not answer in time has its
+weight returned to the self-weight; the round still completes.
+
+``standalone`` training passes no hook at all (the single-peer / centralised baseline).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+
+@dataclass(frozen=True)
+class NeighbourReport:
+    """What happened with one neighbour in one round (one entry of the realised W row)."""
+
+    peer_id: str
+    answered: bool  # a complete, verified snapshot arrived before the deadline
+    weight: float  # realised mixing weight W_ij (0.0 when it did not answer or was rejected)
+    round: int | None = None  # round of the snapshot received (None when none arrived)
+    staleness: int | None = None  # our round minus theirs (async mode; 0 in sync mode)
+    bytes_in: int = 0  # payload bytes received from this neighbour
+    seconds: float = 0.0  # wall time of the pull
+    error: str | None = None  # why it did not count: "deadline", "refused: ...", "corrupt: ..."
+
+
+@dataclass(frozen=True)
+class MixResult:
+    """The outcome of one gossip round at one peer."""
+
+    round: int
+    params: torch.Tensor  # the mixed flat buffer; a new tensor owned by the caller
+    # Uniform mean of the closed neighbourhood's embedding payloads (self + neighbours that answered
+    # and published one): the MAR z_global of the paper's Alg. 2. None when nobody published one.
+    embedding: torch.Tensor | None
+    self_weight: float  # realised W_ii after renormalisation
+    neighbours: tuple[NeighbourReport, ...] = field(default_factory=tuple)
+    bytes_out: int = 0  # payload bytes served to others since the previous round
+    pull_seconds: float = 0.0  # wall time until the last pull finished or hit its deadline
+    mix_seconds: float = 0.0  # wall time of the weighted average
+    # ||θ_i - mean of the neighbours that answered||^2: the cheap per-round consensus proxy
+    # (0.0 when nobody answered).
+    neighbour_distance_sq: float = 0.0
+
+    @property
+    def answered(self) -> int:
+        return sum(1 for n in self.neighbours if n.answered)
+
+    @property
+    def expected(self) -> int:
+        return len(self.neighbours)
+
+    @property
+    def bytes_in(self) -> int:
+        return sum(n.bytes_in for n in self.neighbours)
+
+
+class GossipHook(Protocol):
+    """What the trainer calls; implemented by ``gossip.runner.GossipRunner``."""
+
+    def publish(self, params: torch.Tensor, round: int, embedding: torch.Tensor | None = None) -> None:
+        """Make ``params`` (1-D, contiguous) the snapshot served for ``round``; copies it once."""
+        ...
+
+    def mix(self) -> concurrent.futures.Future[MixResult]:
+        """Start mixing the last published round with the neighbours; resolves to a MixResult."""
+        ...
