@@ -1,22 +1,26 @@
 """The ``dssl`` console script: one entry point, sub-commands dispatched to their owners.
 
-Peer-side commands (train, peer, join) live in ``peer.cli``; launcher commands (swarm, status,
-demo, sweep, report) in this package. Sub-commands whose issue has not landed yet say so and exit 2.
+Peer-side commands (train, peer, join, status) live in ``peer.cli``; launcher commands (swarm,
+demo) in this package (``launcher.swarm``). Sub-commands whose issue has not landed yet say so
+and exit 2.
+
+``dssl status`` also accepts ``--run-dir RUN`` and reads the bootstrap multiaddr and swarm id from
+that run's ``peers/*/ready.json`` files before asking the DHT.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 _NOT_YET = {
-    "peer": "the swarm issue (peer process with gossip and discovery)",
-    "join": "the swarm issue (join a running swarm from another host)",
-    "swarm": "the swarm issue (launcher for local and multi-host swarms)",
-    "status": "the swarm issue (live swarm view from the DHT)",
     "sweep": "the robustness-study issue (sweep runner)",
     "report": "the robustness-study issue (Markdown + plots report)",
 }
+_PEER_SIDE = {"train": "train_main", "peer": "peer_main", "join": "join_main", "status": "status_main"}
+_LAUNCHER = {"swarm": "swarm_main", "demo": "demo_main"}
 
 
 def _not_yet(name: str) -> int:
@@ -24,23 +28,50 @@ def _not_yet(name: str) -> int:
     return 2
 
 
+def _status_args(rest: list[str]) -> list[str] | None:
+    """Turn ``--run-dir RUN`` into ``--bootstrap MADDR --swarm-id ID`` from the run's ready files."""
+    if "--run-dir" not in rest:
+        return rest
+    i = rest.index("--run-dir")
+    if i + 1 >= len(rest):
+        print("dssl status: --run-dir needs a path", file=sys.stderr)
+        return None
+    run_dir = Path(rest[i + 1])
+    others = rest[:i] + rest[i + 2:]
+    for ready in sorted(run_dir.glob("peers/*/ready.json")):
+        info = json.loads(ready.read_text())
+        if info.get("maddrs"):
+            extra = ["--swarm-id", info["swarm_id"]] if "--swarm-id" not in others else []
+            return [*others, *extra, *[a for m in info["maddrs"] for a in ("--bootstrap", m)]]
+    print(f"dssl status: no peer of {run_dir} has written a ready.json with multiaddrs", file=sys.stderr)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = ["train", "demo", *_NOT_YET]
+    commands = [*_PEER_SIDE, *_LAUNCHER, *_NOT_YET]
     if not argv or argv[0] in ("-h", "--help"):
         parser = argparse.ArgumentParser(prog="dssl", description="Decentralised SSL swarm.")
         parser.add_argument("command", choices=commands)
         parser.print_help()
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    if command == "train":
-        from peer.cli import train_main
+    if command in _PEER_SIDE:
+        import peer.cli
 
-        return train_main(rest)
-    if command == "demo":
-        from peer.cli import demo_main
+        if command == "status":
+            rest = _status_args(rest)
+            if rest is None:
+                return 2
+        entry = getattr(peer.cli, _PEER_SIDE[command], None)
+        if entry is None:
+            print(f"dssl {command}: peer.cli has no {_PEER_SIDE[command]}() yet", file=sys.stderr)
+            return 2
+        return entry(rest)
+    if command in _LAUNCHER:
+        import launcher.swarm
 
-        return demo_main(rest)
+        return getattr(launcher.swarm, _LAUNCHER[command])(rest)
     if command in _NOT_YET:
         return _not_yet(command)
     print(f"dssl: unknown command {command!r}; choose one of: {', '.join(commands)}", file=sys.stderr)

@@ -1,0 +1,133 @@
+"""``dssl swarm`` and ``dssl demo``: plan -> run directory -> start peers -> supervise -> collect.
+
+``dssl swarm --config examples/swarm.yaml`` (or ``--peers N``) runs a swarm on this host;
+``dssl swarm --hosts examples/hosts.yaml`` spreads it over the hosts of an inventory
+(:mod:`launcher.hosts`). ``dssl demo`` is the 4-peer Fashion-MNIST swarm of ``make demo``; its last
+line is ``RESULT peers=... min_rounds=... knn_acc_mean=... knn_acc_random_init=...
+consensus_distance=... run_dir=...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from launcher.collect import collect, format_table
+from launcher.local import PEER_COMMAND, LocalSwarm, PeerStartError, SignalForwarder, supervise, tail
+from launcher.rundir import RunDir, Timeline, create_run_dir, write_manifest, write_peer_configs
+from launcher.spec import SpecError, SwarmPlan, load_plan
+from peer.config import ConfigError
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+DEMO_SPEC = EXAMPLES / "demo_swarm.yaml"
+
+
+def prepare_run(plan: SwarmPlan, argv: list[str], run_root: str | None = None,
+                extra_manifest: dict | None = None) -> tuple[RunDir, dict[str, Path]]:
+    """Create the run directory with every peer's resolved config and the manifest."""
+    first = plan.peers[0].config
+    run = create_run_dir(run_root or plan.settings.run_root, first.name or plan.settings.swarm_id)
+    config_paths = write_peer_configs(run, plan)
+    write_manifest(run, plan, argv, extra_manifest)
+    return run, config_paths
+
+
+def copy_partition_report(run: RunDir, peer_id: str) -> None:
+    """The bootstrap peer writes the swarm's partition report; keep a copy at the top."""
+    for name in ("partition.json", "partition.txt"):
+        source = run.peer_dir(peer_id) / name
+        if source.is_file():
+            shutil.copyfile(source, run.path / name)
+
+
+def run_local(plan: SwarmPlan, argv: list[str], *, run_root: str | None = None, duration_s: float | None = None,
+              peer_command: tuple[str, ...] = PEER_COMMAND) -> tuple[RunDir, dict[str, int | None]]:
+    """Start the swarm on this host and supervise it until the peers finish (or duration / Ctrl-C)."""
+    run, config_paths = prepare_run(plan, argv, run_root)
+    print(f"dssl swarm: {len(plan.peers)} peers of swarm {plan.settings.swarm_id!r}; run dir {run.path}", flush=True)
+    swarm = LocalSwarm(plan, run, config_paths=config_paths, peer_command=peer_command,
+                       timeline=Timeline(run.timeline_path))
+    with SignalForwarder() as forwarder:
+        try:
+            swarm.start(wait_all=True)
+        except PeerStartError as exc:
+            print(f"dssl swarm: {exc}", file=sys.stderr)
+            return run, swarm.stop()
+        copy_partition_report(run, plan.peers[0].peer_id)
+        ready = swarm.processes[plan.peers[0].peer_id].ready() or {}
+        if ready.get("join_command"):
+            print(f"dssl swarm: all peers ready; another host joins with:\n  {ready['join_command']}", flush=True)
+        until = time.monotonic() + duration_s if duration_s else None
+        codes = supervise(swarm, forwarder, until)
+    for peer_id, code in codes.items():
+        if code not in (0, None):
+            print(f"dssl swarm: peer {peer_id} exited with code {code}; last log lines:\n"
+                  f"{tail(run.log_path(peer_id), 8)}", file=sys.stderr)
+    return run, codes
+
+
+def _parser(prog: str, description: str, default_spec: Path | None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--config", type=Path, default=default_spec, help="swarm spec YAML (see examples/swarm.yaml)")
+    p.add_argument("--peers", type=int, default=None, help="number of peers (overrides swarm.size)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value of every peer, e.g. --set train.steps=50 (repeatable)")
+    p.add_argument("--run-root", default=None, help="parent of the run directory (overrides swarm.run_root)")
+    p.add_argument("--duration-s", type=float, default=None, help="stop the swarm after this many seconds")
+    return p
+
+
+def _report(run: RunDir, codes: dict[str, int | None]) -> int:
+    swarm = collect(run)
+    print(format_table(swarm))
+    if swarm.consensus_distance is not None:
+        print(f"consensus distance (1/N) sum ||theta_i - mean||^2 = {swarm.consensus_distance:.6g}")
+    print(f"run directory: {run.path}")
+    print(swarm.result_line(), flush=True)
+    crashed = [p for p, code in codes.items() if code not in (0, None)]
+    return 1 if crashed or not swarm.peers else 0
+
+
+def swarm_main(argv: list[str]) -> int:
+    """``dssl swarm``: a local swarm from a spec, or a multi-host swarm from a hosts inventory."""
+    p = _parser("dssl swarm", "Start a gossip SSL swarm on this host (or on the hosts of an inventory).", None)
+    p.add_argument("--hosts", type=Path, default=None, help="hosts inventory YAML (see examples/hosts.yaml)")
+    args = p.parse_args(argv)
+    try:
+        if args.hosts is not None:
+            from launcher.hosts import load_inventory, run_hosts
+
+            inventory = load_inventory(args.hosts)
+            plan = load_plan(args.config, size=inventory.total_peers, overrides=args.overrides)
+            run, codes = run_hosts(plan, inventory, argv, run_root=args.run_root, duration_s=args.duration_s)
+        else:
+            plan = load_plan(args.config, size=args.peers, overrides=args.overrides)
+            run, codes = run_local(plan, argv, run_root=args.run_root, duration_s=args.duration_s)
+    except (SpecError, ConfigError) as exc:
+        print(f"dssl swarm: error: {exc}", file=sys.stderr)
+        return 2
+    return _report(run, codes)
+
+
+def demo_main(argv: list[str]) -> int:
+    """``dssl demo``: the 4-peer Fashion-MNIST swarm of ``make demo``; last line is the RESULT line."""
+    p = _parser("dssl demo", "4-peer swarm on Fashion-MNIST (Dirichlet 0.1, ring): kNN before/after, consensus.",
+                DEMO_SPEC)
+    args = p.parse_args(argv)
+    try:
+        plan = load_plan(args.config, size=args.peers, overrides=args.overrides)
+    except (SpecError, ConfigError) as exc:
+        print(f"dssl demo: error: {exc}", file=sys.stderr)
+        return 2
+    c = plan.peers[0].config
+    print(f"dssl demo: {len(plan.peers)} peers, {c.objective.name} on {c.objective.backbone}, "
+          f"{c.data.dataset} split {c.data.partition}, topology {c.gossip.topology}, "
+          f"{c.train.steps} steps x batch {c.train.batch_size}, a gossip round every {c.train.period} steps",
+          flush=True)
+    started = time.monotonic()
+    run, codes = run_local(plan, ["demo", *argv], run_root=args.run_root, duration_s=args.duration_s)
+    print(f"dssl demo: swarm finished in {time.monotonic() - started:.0f} s")
+    return _report(run, codes)

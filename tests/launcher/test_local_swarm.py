@@ -1,0 +1,122 @@
+"""Real local swarms: peer processes, real gRPC on 127.0.0.1, the real hivemind DHT, real data."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+
+import pytest
+import torch
+
+from launcher.collect import collect, consensus_distance
+from launcher.local import LocalSwarm
+from launcher.rundir import create_run_dir, write_manifest, write_peer_configs
+from tests.launcher.swarm_util import COMMAND, rounds, tiny_plan, wait_for
+
+pytestmark = [pytest.mark.swarm, pytest.mark.slow]
+
+PROGRESS = re.compile(r"^\[(?P<peer>\S+)\] r\s+(?P<round>\d+) s\s+\d+ .* nbr (?P<ans>\d+)/(?P<exp>\d+) ", re.M)
+
+
+def _swarm(plan, tmp_path, reaper, **kwargs) -> LocalSwarm:
+    run = create_run_dir(tmp_path / "runs", "t")
+    paths = write_peer_configs(run, plan)
+    write_manifest(run, plan, ["pytest"])
+    swarm = LocalSwarm(plan, run, config_paths=paths, peer_command=COMMAND, **kwargs)
+    original = swarm.start_peer
+
+    def start_peer(*args, **kw):  # every process goes to the reaper the moment it exists
+        proc = original(*args, **kw)
+        reaper.append(proc.popen)
+        return proc
+
+    swarm.start_peer = start_peer
+    return swarm
+
+
+def test_three_peers_gossip_through_the_dht_and_every_neighbour_answers(tmp_path, reaper):
+    # prepare
+    plan = tiny_plan(3, "t-three", steps=8)
+    swarm = _swarm(plan, tmp_path, reaper)
+    # execute
+    swarm.start()
+    codes = swarm.wait(timeout=150)
+    # assert: clean exits, >= 3 rounds each, and every peer's log shows its neighbours answered
+    assert codes == {"p0": 0, "p1": 0, "p2": 0}, [swarm.processes[p].log_path.read_text()[-2000:] for p in codes]
+    result = collect(swarm.run)
+    assert result.min_rounds >= 3
+    for peer_id in codes:
+        log_text = swarm.run.log_path(peer_id).read_text()
+        answered = [m for m in PROGRESS.finditer(log_text) if m["peer"] == peer_id and int(m["ans"]) > 0]
+        assert answered, f"{peer_id}: no progress line with answering neighbours:\n{log_text[-1500:]}"
+        assert any(int(m["ans"]) == int(m["exp"]) == 2 for m in answered)  # ring of 3: both answered
+        assert "dssl join --bootstrap /ip4/127.0.0.1/" in log_text
+    # the run directory holds what the issue lists
+    manifest = json.loads(swarm.run.manifest_path.read_text())
+    assert manifest["topology"]["kind"] == "ring" and manifest["seeds"]["swarm"] == 0
+    assert manifest["versions"]["torch"] and manifest["command"]
+    events = [json.loads(line)["event"] for line in swarm.run.timeline_path.read_text().splitlines()]
+    assert events.count("spawned") == 3 and events.count("ready") == 3 and events.count("exited") == 3
+    assert all((swarm.run.peer_dir(p) / "partition.json").is_file() for p in codes)
+    assert result.consensus_distance is not None and result.consensus_distance >= 0.0
+
+
+def test_killed_peer_drops_out_late_joiner_catches_up_and_sigterm_stops_cleanly(tmp_path, reaper):
+    # prepare: a 4-peer plan; p0..p2 start now, p3 joins late
+    plan = tiny_plan(4, "t-churn", steps=None)
+    swarm = _swarm(plan, tmp_path, reaper, peer_args=["--dht-ttl-s", "3", "--stop-deadline-s", "20"])
+    dirs = {p.peer_id: swarm.run.peer_dir(p.peer_id) for p in plan.peers}
+    barrier = ["--wait-peers", "3"]
+    swarm.start_peer("p0", extra_args=barrier)
+    maddrs = swarm.wait_ready(["p0"], timeout=120)["p0"]["maddrs"]
+    for peer_id in ("p1", "p2"):
+        swarm.start_peer(peer_id, bootstrap=maddrs, extra_args=barrier)
+    swarm.wait_ready(timeout=120)
+    wait_for(lambda: all(any(r["answered"] > 0 for r in rounds(dirs[p])) for p in ("p0", "p1", "p2")),
+             120, "p0..p2 to mix with each other")
+    # execute 1: kill p1 with SIGKILL
+    swarm.send_signal("p1", signal.SIGKILL)
+    killed_at = len(rounds(dirs["p0"]))
+
+    def p0_without_p1():
+        later = rounds(dirs["p0"])[killed_at:]
+        clean = [r for r in later if "p1" not in {n["peer"] for n in r["neighbours"]} and r["answered"] > 0]
+        return len(clean) >= 2
+    wait_for(p0_without_p1, 90, "p0 to keep mixing with p1 gone from its neighbour set")
+    # execute 2: the late joiner
+    swarm.start_peer("p3", bootstrap=maddrs)
+    ready = swarm.wait_ready(["p3"], timeout=120)["p3"]
+    wait_for(lambda: any(r["answered"] > 0 for r in rounds(dirs["p3"])), 90, "p3 to mix with its neighbours")
+    # execute 3: SIGTERM the survivors and the joiner
+    started = time.monotonic()
+    codes = swarm.stop(deadline_s=25)
+    stop_seconds = time.monotonic() - started
+    # assert: p1 gone from p0's live set while p0 kept going
+    assert p0_without_p1()
+    # the late joiner pulled the model from live neighbours and joined the swarm's rounds
+    caught_up = json.loads((dirs["p3"] / "final.json").read_text())["caught_up"]
+    assert caught_up["how"] == "pulled" and caught_up["donors"], caught_up
+    assert set(caught_up["donors"]) <= {"p0", "p2"}
+    assert caught_up["joined_round"] >= 1
+    assert rounds(dirs["p3"])[0]["round"] > caught_up["joined_round"]
+    assert ready["peer_id"] == "p3"
+    # SIGTERM: clean exit within the deadline, final checkpoint and final.json
+    assert codes["p1"] == -signal.SIGKILL
+    assert all(codes[p] == 0 for p in ("p0", "p2", "p3")), codes
+    assert stop_seconds < 25
+    for peer_id in ("p0", "p2", "p3"):
+        final = json.loads((dirs[peer_id] / "final.json").read_text())
+        assert final["stopped_by"] == "SIGTERM"
+        assert (dirs[peer_id] / "checkpoints" / "last.pt").is_file()
+    crashed = [e for e in swarm.timeline.events("crashed")]
+    assert crashed == []  # the SIGKILL was ours, so it is an expected exit
+
+
+def test_consensus_distance_is_the_mean_squared_deviation():
+    # prepare
+    a, b = torch.tensor([0.0, 0.0]), torch.tensor([2.0, 0.0])
+    # execute / assert: mean (1, 0); each is 1 away -> (1 + 1) / 2
+    assert consensus_distance([a, b]) == pytest.approx(1.0)
+    assert consensus_distance([a, a, a]) == 0.0
