@@ -12,7 +12,9 @@ import torch
 from peer.torchvision_shim import ensure_torchvision_importable
 
 ensure_torchvision_importable()
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# One intra-op thread: test processes share two cores with the peers they start, and oversubscribed
+# OpenMP threads spin (measured 20-60x slower per step under load than one thread).
+torch.set_num_threads(1)
 
 
 @pytest.fixture
