@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = {"simsiam": ROOT / "examples" / "train_fmnist.yaml", "mae": ROOT / "examples" / "train_fmnist_mae.yaml"}
+CONFIGS = {"simsiam": ROOT / "examples" / "train_fmnist.yaml",
+           "mae": ROOT / "examples" / "train_fmnist_mae.yaml"}
 
 
 def measure(objective: str, device: str, steps: int, warmup: int, threads: int, batch: int) -> dict:

@@ -46,6 +46,7 @@ import yaml
 
 from gossip import topology
 from gossip.client import call_pull, open_channel
+from gossip.faults import CONTROL_FILE as FAULT_CONTROL_FILE
 from gossip.membership import Membership, StaticMembership, parse_peer_list
 from peer.config import Config, ConfigError, apply_overrides, config_from_dict, load_config, validate
 from peer.metrics import PROGRESS_LOGGER, read_metrics
@@ -228,7 +229,8 @@ class Peer:
         node_config = NodeConfig(swarm_id=g.swarm_id, peer_id=self.peer_id,
                                  layout_fingerprint=self.trainer.layout.fingerprint, listen=g.listen,
                                  advertise_address=advertise, mode=g.mode, pull_deadline_s=g.deadline_s,
-                                 wire_dtype=_WIRE[g.wire_dtype])
+                                 wire_dtype=_WIRE[g.wire_dtype],
+                                 fault_control=str(self.run_dir / FAULT_CONTROL_FILE))  # launcher-injected faults
         return GossipRunner.start(node_config, self.membership, topology.parse(g.topology),
                                   rule=_RULES.get(g.mixing, g.mixing), seed=self.cfg.train.seed)
 
