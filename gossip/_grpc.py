@@ -18,9 +18,12 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Gossip"].full_name  # "dssl.gossi
 HELLO_METHOD = f"/{SERVICE_NAME}/Hello"
 PULL_METHOD = f"/{SERVICE_NAME}/Pull"
 
+# A server only ever receives requests (Hello / Pull: ids, a fingerprint, a 57-byte auth token), far
+# below 64 KiB; a bigger message is refused by grpcio (RESOURCE_EXHAUSTED) before anyone buffers it.
+MAX_REQUEST_BYTES = 64 << 10
+
 _COMMON_OPTIONS: list[tuple[str, int]] = [
     # Frames are up to MAX_CHUNK_BYTES; see MAX_MESSAGE_BYTES above.
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     # A 44.6 MiB snapshot is ~45 frames; HTTP/2's default 64 KiB stream window would stall the
     # sender every 64 KiB waiting for WINDOW_UPDATEs. BDP probing grows the window automatically
@@ -33,6 +36,8 @@ _COMMON_OPTIONS: list[tuple[str, int]] = [
 ]
 
 CHANNEL_OPTIONS: list[tuple[str, int | str]] = _COMMON_OPTIONS + [
+    # Pull stream frames are up to MAX_CHUNK_BYTES; see MAX_MESSAGE_BYTES above.
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     # Keepalive pings are allowed on idle channels: cached channels to neighbours sit idle between
     # rounds, and we want them checked rather than discovered dead at the next pull.
     ("grpc.keepalive_permit_without_calls", 1),
@@ -46,6 +51,8 @@ CHANNEL_OPTIONS: list[tuple[str, int | str]] = _COMMON_OPTIONS + [
 ]
 
 SERVER_OPTIONS: list[tuple[str, int | str]] = _COMMON_OPTIONS + [
+    # Requests are tiny: see MAX_REQUEST_BYTES.
+    ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
     # Accept the clients' keepalive pings on idle connections (see CHANNEL_OPTIONS) instead of
     # answering them with GOAWAY "too_many_pings".
     ("grpc.keepalive_permit_without_calls", 1),

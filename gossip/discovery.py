@@ -106,7 +106,7 @@ class PeerRecordValidator(RecordValidatorBase):
         return True
 
 
-def _check_initial_peer(maddr: str) -> None:
+def check_initial_peer(maddr: str) -> None:
     """Refuse a bootstrap multiaddr that cannot work, before any daemon starts."""
     try:
         parsed = Multiaddr(maddr)
@@ -165,7 +165,7 @@ class DiscoveryConfig:
             if getattr(self, timeout) <= 0:
                 raise ValueError(f"{timeout} must be > 0, got {getattr(self, timeout)}")
         for maddr in peers:
-            _check_initial_peer(maddr)
+            check_initial_peer(maddr)
 
     @property
     def heartbeat(self) -> float:

@@ -28,20 +28,23 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 import torch
 
-from gossip import _grpc, mixing
+from gossip import _grpc, mixing, robust
 from gossip.client import PullFailed, call_hello, call_pull, open_channel
+from gossip.faults import FaultInterceptor
 from gossip.hook import MixResult, NeighbourReport
+from gossip.security import SwarmAuth, TLSFiles
 from gossip.service import GossipService, Identity, Snapshot, SnapshotStore
 from protocol import serde
 
 logger = logging.getLogger(__name__)
 
 MODES = ("sync", "async")
+_MAX_EMBEDDING_BYTES = 64 << 20  # a MAR embedding payload is [batch, dim] floats: far below this
 _WILDCARD_HOSTS = {"0.0.0.0", "[::]", "::", ""}
 
 
@@ -61,6 +64,13 @@ class NodeConfig:
     max_payload_bytes: int = serde.DEFAULT_MAX_PAYLOAD_BYTES  # refuse larger snapshots before buffering
     hello_deadline_s: float = 5.0  # deadline of a Hello call
     close_grace_s: float = 1.0  # on close, in-flight pulls we serve get this long to finish
+    aggregation: str = "weighted"  # "weighted" (mixing row, D-PSGD) | "trimmed_mean" (gossip.robust)
+    trim_fraction: float = 0.2  # trimmed mean: fraction trimmed from each side per coordinate
+    max_norm_ratio: float | None = robust.DEFAULT_MAX_NORM_RATIO  # reject ||θ_j|| outside ||θ_i|| x/÷ this
+    max_distance_ratio: float | None = None  # reject ||θ_j - θ_i|| > this x ||θ_i|| (None: off)
+    tls: TLSFiles | None = None  # mutual TLS with the swarm CA on every channel (gossip.security); None: plaintext
+    swarm_secret: bytes | None = field(default=None, repr=False)  # only holders may pull/be pulled; None: off
+    fault_control: str | None = None  # JSON file of injected transport faults (gossip.faults); None = off
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -71,6 +81,15 @@ class NodeConfig:
         serde.check_chunk_bytes(self.chunk_bytes)
         if not self.swarm_id or not self.peer_id:
             raise ValueError("swarm_id and peer_id must be non-empty")
+        self.robust  # validates the robust-aggregation fields
+        if self.swarm_secret is not None:
+            SwarmAuth(self.swarm_secret, self.swarm_id)  # validates the secret's length
+
+    @property
+    def robust(self) -> robust.RobustConfig:
+        """The snapshot acceptance rules and aggregation rule (``gossip.robust``)."""
+        return robust.RobustConfig(aggregation=self.aggregation, trim_fraction=self.trim_fraction,
+                                   max_norm_ratio=self.max_norm_ratio, max_distance_ratio=self.max_distance_ratio)
 
 
 @dataclass(frozen=True)
@@ -93,6 +112,7 @@ class GossipNode:
 
     def __init__(self, config: NodeConfig, server: grpc.aio.Server, service: GossipService, address: str):
         self.config = config
+        self._auth = service.auth  # makes our tokens and checks servers' proofs (None: no swarm secret)
         self._server = server
         self._service = service
         self._store = service.store
@@ -108,9 +128,13 @@ class GossipNode:
     @classmethod
     async def create(cls, config: NodeConfig) -> GossipNode:
         """Bind the server (raises ``BindError`` if the address is taken) and start serving."""
-        server = grpc.aio.server(options=_grpc.SERVER_OPTIONS)
+        interceptors = [FaultInterceptor(config.fault_control, config.peer_id)] if config.fault_control else []
+        server = grpc.aio.server(options=_grpc.SERVER_OPTIONS, interceptors=interceptors)
         try:
-            port = server.add_insecure_port(config.listen)
+            if config.tls is None:
+                port = server.add_insecure_port(config.listen)
+            else:
+                port = server.add_secure_port(config.listen, config.tls.server_credentials())
         except RuntimeError as exc:
             raise BindError(f"cannot bind gossip server to {config.listen!r}: {exc}") from None
         if port == 0:
@@ -118,11 +142,13 @@ class GossipNode:
         address = config.advertise_address or _bound_address(config.listen, port)
         identity = Identity(swarm_id=config.swarm_id, peer_id=config.peer_id,
                             layout_fingerprint=config.layout_fingerprint, address=address)
-        service = GossipService(identity, SnapshotStore(), config.chunk_bytes)
+        auth = None if config.swarm_secret is None else SwarmAuth(config.swarm_secret, config.swarm_id)
+        service = GossipService(identity, SnapshotStore(), config.chunk_bytes, auth=auth)
         server.add_generic_rpc_handlers((service.handler(),))
         await server.start()
-        logger.info("gossip node %s serving on %s (%s mode, wire %s)", config.peer_id, address, config.mode,
-                    config.wire_dtype)
+        logger.info("gossip node %s serving on %s (%s mode, wire %s, %s)", config.peer_id, address, config.mode,
+                    config.wire_dtype, "+".join(["mutual TLS"] * bool(config.tls) + ["swarm secret"] * bool(auth))
+                    or "insecure")
         return cls(config, server, service, address)
 
     # ---- serving ----------------------------------------------------------------------------
@@ -146,7 +172,7 @@ class GossipNode:
         # Build the wire frames (CRCs included) now, off the loop, in the dtype our swarm pulls in;
         # the first pull awaits the same work instead of redoing it.
         self._encoding = asyncio.get_running_loop().run_in_executor(
-            None, snapshot.encoded, self._service.identity, serde.wire_dtype(self.config.wire_dtype),
+            None, _prepare_snapshot, snapshot, self._service.identity, serde.wire_dtype(self.config.wire_dtype),
             self.config.chunk_bytes)
 
     async def ready(self) -> None:
@@ -162,7 +188,7 @@ class GossipNode:
         """One cached channel (one HTTP/2 connection) per neighbour address, reused across rounds."""
         channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[address] = open_channel(address)
+            channel = self._channels[address] = open_channel(address, self.config.tls)
         return channel
 
     def _pull_request(self, round: int) -> serde.PullRequest:
@@ -172,11 +198,16 @@ class GossipNode:
                                  wire_dtype=serde.wire_dtype(cfg.wire_dtype),
                                  max_payload_bytes=cfg.max_payload_bytes)
 
-    def _expectation(self, peer_id: str, round: int) -> serde.Expectation:
+    def _expectation(self, peer_id: str, round: int, params_numel: int | None = None) -> serde.Expectation:
+        """What a pull must deliver. When mixing, ``params_numel`` (ours) also bounds the size exactly,
+        so a hostile header cannot make us allocate more than our own model plus an embedding."""
         cfg = self.config
+        limit = cfg.max_payload_bytes
+        if params_numel is not None:
+            limit = min(limit, params_numel * 4 + _MAX_EMBEDDING_BYTES)
         return serde.Expectation(swarm_id=cfg.swarm_id, layout_fingerprint=cfg.layout_fingerprint,
-                                 max_payload_bytes=cfg.max_payload_bytes,
-                                 round=None if cfg.mode == "async" else round, peer_id=peer_id)
+                                 max_payload_bytes=limit, round=None if cfg.mode == "async" else round,
+                                 peer_id=peer_id, params_numel=params_numel)
 
     async def pull(self, peer_id: str, address: str, round: int,
                    assembler: serde.SnapshotAssembler | None = None) -> PullOutcome:
@@ -188,7 +219,7 @@ class GossipNode:
         start = time.perf_counter()
         try:
             snapshot, nbytes = await call_pull(self._channel(address), self._pull_request(round), assembler,
-                                               self.config.pull_deadline_s)
+                                               self.config.pull_deadline_s, self._auth)
         except PullFailed as exc:
             return PullOutcome(peer_id, None, str(exc), time.perf_counter() - start, assembler.wire_bytes)
         return PullOutcome(peer_id, snapshot, None, time.perf_counter() - start, nbytes)
@@ -199,7 +230,8 @@ class GossipNode:
         record = serde.PeerRecord(peer_id=cfg.peer_id, address=self.address, round=self.round,
                                   layout_fingerprint=cfg.layout_fingerprint,
                                   capabilities=self._service.identity.capabilities)
-        return await call_hello(self._channel(address), serde.Hello(cfg.swarm_id, record), cfg.hello_deadline_s)
+        return await call_hello(self._channel(address), serde.Hello(cfg.swarm_id, record), cfg.hello_deadline_s,
+                                self._auth)
 
     def _reuse_buffer(self, peer_id: str) -> serde.Allocator:
         """Receive into last round's buffer for this neighbour when the size matches (no page faults)."""
@@ -226,7 +258,12 @@ class GossipNode:
             own = self._store.get(round) if self.config.mode == "sync" else self._store.latest
             if own is None:
                 raise ValueError(f"round {round} has not been published by this node (at {self.round})")
-            mixer = RoundMixer(own.params, self_weight, weights, out=await self._take_spare(own.params.numel()))
+            rules = self.config.robust
+            needs_norm = rules.max_norm_ratio is not None or rules.max_distance_ratio is not None
+            policy = robust.AcceptancePolicy(rules, own.norm_sq() if needs_norm else 0.0)
+            trim = rules.trim_fraction if rules.aggregation == "trimmed_mean" else None
+            mixer = RoundMixer(own.params, self_weight, weights, out=await self._take_spare(own.params.numel()),
+                               policy=policy, trim_fraction=trim)
             start = time.perf_counter()
             outcomes = await asyncio.gather(*(self._pull_into(mixer, p, a, round) for p, a in neighbours.items()))
             pull_seconds = time.perf_counter() - start
@@ -234,6 +271,7 @@ class GossipNode:
                 params, self_w, kept, distance = await asyncio.to_thread(mixer.finish)
             else:  # the usual case: mixed while arriving; a thread hop would cost more than this
                 params, self_w, kept, distance = mixer.finish()
+            outcomes = [self._screened(o, mixer.rejected, round) for o in outcomes]
             answered = {o.peer_id: o.snapshot for o in outcomes if o.snapshot is not None}
             embedding = _mean_embedding(own, answered)
             mix_seconds = time.perf_counter() - start - pull_seconds + mixer.seconds
@@ -277,7 +315,7 @@ class GossipNode:
     async def _pull_into(self, mixer: RoundMixer, peer_id: str, address: str, round: int) -> PullOutcome:
         """Pull one neighbour, feeding the mixer as verified chunks arrive; drop it on failure."""
         assembler = serde.SnapshotAssembler(
-            self._expectation(peer_id, round), allocate=self._reuse_buffer(peer_id),
+            self._expectation(peer_id, round, mixer.own.numel()), allocate=self._reuse_buffer(peer_id),
             on_header=lambda header, views: mixer.attach(peer_id, views["params"]),
             on_progress=lambda received: mixer.progress(peer_id, received),
         )
@@ -285,6 +323,15 @@ class GossipNode:
         if outcome.snapshot is None:
             mixer.drop(peer_id)
         return outcome
+
+    def _screened(self, outcome: PullOutcome, rejected: Mapping[str, str], round: int) -> PullOutcome:
+        """A delivered snapshot the acceptance rules refused counts as not answered (logged)."""
+        reason = rejected.get(outcome.peer_id)
+        if reason is None or outcome.snapshot is None:
+            return outcome
+        logger.warning("%s round %d: rejected %s's snapshot: %s", self.config.peer_id, round, outcome.peer_id,
+                       reason)
+        return PullOutcome(outcome.peer_id, None, f"rejected: {reason}", outcome.seconds, outcome.bytes_in)
 
     def _report(self, outcome: PullOutcome, kept: Mapping[str, float], round: int) -> NeighbourReport:
         snap = outcome.snapshot
@@ -321,7 +368,7 @@ def _bound_address(listen: str, port: int) -> str:
 
 # Elements per block of the mixing loops: the float32 blocks involved (own, neighbours, out) stay in
 # a core's L2 cache, so the weighted average and the distance cost one pass over memory, not four.
-_BLOCK = 1 << 17
+_BLOCK = 1 << 20
 # ``finish`` runs on the event loop when at most this much is left (~1 ms), else in a worker thread.
 _INLINE_FINISH_ELEMENTS = 1 << 18
 
@@ -332,15 +379,26 @@ class RoundMixer:
     Each neighbour's verified prefix grows as its stream comes in; the prefix that *every*
     still-active neighbour has delivered is mixed at once (cache-hot, overlapping the transfers) into
     a new buffer. When a neighbour fails after part of its prefix was mixed, its weight is handed back
-    to the self-weight over that part (``out += W_ij (θ_i - θ_j)``), exactly what
-    ``mixing.renormalise`` prescribes, and the rest is mixed without it. ``finish`` mixes whatever is
+    to the self-weight and that part is re-mixed without it, exactly what ``mixing.renormalise``
+    prescribes (bit-for-bit the mix it would have been), and the rest is mixed without it. ``finish`` mixes whatever is
     left; until then the buffer is private, so callers only ever see a fully mixed result.
+    Before a block is mixed, every active neighbour's part of it is screened by the
+    ``robust.AcceptancePolicy`` (non-finite values, norm / distance jumps): a neighbour that fails is
+    *rejected* — dropped like one that failed mid-stream — so a NaN never reaches ``out``. With
+    ``trim_fraction`` set, blocks are only screened while arriving and ``finish`` computes the
+    coordinate-wise trimmed mean over the closed neighbourhood (it needs every buffer at once).
     Used on one thread at a time (the event loop, then ``finish`` in a worker).
     """
 
     def __init__(self, own: torch.Tensor, self_weight: float, weights: Mapping[str, float],
-                 out: torch.Tensor | None = None):
-        """``out``: a fresh float32 buffer shaped like ``own`` to mix into (default: allocate one)."""
+                 out: torch.Tensor | None = None, policy: robust.AcceptancePolicy | None = None,
+                 trim_fraction: float | None = None):
+        """``out``: a fresh float32 buffer shaped like ``own`` to mix into (default: allocate one);
+        ``policy``: screens neighbour blocks (default: non-finite check only); ``trim_fraction``:
+        aggregate by trimmed mean instead of the weighted average."""
+        self.policy = policy or robust.AcceptancePolicy(robust.RobustConfig(max_norm_ratio=None), 0.0)
+        self.trim_fraction = trim_fraction
+        self.rejected: dict[str, str] = {}  # neighbour -> why its (verified) snapshot was not mixed
         self.own = own
         self.out = torch.empty_like(own) if out is None else out
         self._scratch = torch.empty(min(_BLOCK, own.numel()), dtype=torch.float32)
@@ -349,7 +407,7 @@ class RoundMixer:
         self.failed: set[str] = set()
         self.params: dict[str, torch.Tensor] = {}  # neighbour params (wire dtype), views of receive buffers
         self.ready = {peer: 0 for peer in weights}  # elements of each neighbour that are final
-        self.mixed = 0  # out[:mixed] is mixed over the active neighbours
+        self.mixed = 0  # out[:mixed] is mixed (trimmed mean: screened) over the active neighbours
         self.distance = 0.0  # ||θ_i - mean of active neighbours||² over [:mixed]
         self.seconds = 0.0  # time spent mixing on the event loop (overlapped with transfers)
 
@@ -371,30 +429,57 @@ class RoundMixer:
         """``peer`` will not deliver: return its weight to self over the mixed prefix, go on without it."""
         if peer in self.failed:
             return
-        start = time.perf_counter()
-        self.failed.add(peer)
-        weight = self.weights[peer]
-        if self.mixed:  # it contributed to out[:mixed] (a prefix is only mixed once everyone has it)
-            for block in _blocks(0, self.mixed):
-                self.out[block].add_(self.own[block], alpha=weight).sub_(self.params[peer][block], alpha=weight)
-        self.self_weight += weight
-        self.distance = sum(self._distance(block, self.active()) for block in _blocks(0, self.mixed))
-        self.seconds += time.perf_counter() - start
+        self._undo(peer)
         self._advance()
 
-    def _advance(self) -> None:
-        active = self.active()
-        frontier = min((self.ready[peer] for peer in active), default=self.own.numel())
-        if frontier <= self.mixed:
-            return
+    def _undo(self, peer: str) -> None:
+        """Give ``peer``'s weight to self and re-mix the prefix it contributed to without it (a prefix
+        is only mixed once everyone has it, after screening). Re-mixing costs the same one pass as
+        subtracting its share would, and leaves ``out`` bit-for-bit equal to a mix that never had it."""
         start = time.perf_counter()
-        weights = [self.self_weight] + [self.weights[peer] for peer in active]
-        for block in _blocks(self.mixed, frontier):
-            theirs = [self.params[peer][block] for peer in active]
-            mixing.weighted_average([self.own[block]] + theirs, weights, out=self.out[block])
-            self.distance += self._distance(block, active)
-        self.mixed = frontier
+        self.failed.add(peer)
+        self.self_weight += self.weights[peer]
+        if self.trim_fraction is None:
+            active = self.active()
+            weights = [self.self_weight] + [self.weights[p] for p in active]
+            self.distance = 0.0
+            for block in _blocks(0, self.mixed):
+                mixing.weighted_average([self.own[block]] + [self.params[p][block] for p in active], weights,
+                                        out=self.out[block])
+                self.distance += self._distance(block, active)
         self.seconds += time.perf_counter() - start
+
+    def _reject(self, peer: str, reason: str) -> None:
+        """A delivered (part of a) snapshot failed the acceptance rules: drop it, remember why."""
+        self.rejected[peer] = reason
+        self._undo(peer)
+
+    def _advance(self) -> None:
+        """Screen and mix every block all active neighbours have delivered; restart after a rejection."""
+        while True:
+            active = self.active()
+            frontier = min((self.ready[peer] for peer in active), default=self.own.numel())
+            if frontier <= self.mixed:
+                return
+            start = time.perf_counter()
+            weights = [self.self_weight] + [self.weights[peer] for peer in active]
+            rejected = False
+            for block in _blocks(self.mixed, frontier):
+                theirs = [self.params[peer][block] for peer in active]
+                for peer, values in zip(active, theirs):
+                    reason = self.policy.check_block(peer, block.start, self.own[block], values, self._scratch)
+                    if reason is not None:
+                        self._reject(peer, reason)
+                        rejected = True
+                if rejected:
+                    break
+                if self.trim_fraction is None:
+                    mixing.weighted_average([self.own[block]] + theirs, weights, out=self.out[block])
+                    self.distance += self._distance(block, active)
+                self.mixed = block.stop
+            self.seconds += time.perf_counter() - start
+            if not rejected:
+                return
 
     def _distance(self, block: slice, active: list[str]) -> float:
         """||θ_i - mean of active||² over ``block``, in a reused scratch block (k + 1 kernels)."""
@@ -417,9 +502,30 @@ class RoundMixer:
             if self.ready[peer] < self.own.numel():
                 raise RuntimeError(f"neighbour {peer} neither completed nor was dropped")
         self._advance()  # the rest (everything, when no neighbour answered)
+        for peer in self.active():
+            reason = self.policy.check_complete(peer)
+            if reason is not None:
+                self._reject(peer, reason)
+        if self.trim_fraction is not None:
+            return self._finish_trimmed()
         self_weight, kept = mixing.renormalise(self.self_weight - sum(self.weights[p] for p in self.failed),
                                                self.weights, self.active())
         return self.out, self_weight, kept, self.distance
+
+
+    def _finish_trimmed(self) -> tuple[torch.Tensor, float, dict[str, float], float]:
+        """Trimmed mean over ourselves and the accepted neighbours; reported weights are uniform."""
+        active = self.active()
+        robust.trimmed_mean([self.own] + [self.params[p] for p in active], self.trim_fraction, out=self.out)
+        self.distance = sum(self._distance(block, active) for block in _blocks(0, self.own.numel()))
+        share = 1.0 / (len(active) + 1)
+        return self.out, share, {peer: share for peer in active}, self.distance
+
+
+def _prepare_snapshot(snapshot: Snapshot, identity: Identity, wire_dtype: torch.dtype, chunk_bytes: int) -> None:
+    """Off the loop, right after publish: the wire frames, and ||θ||² for the acceptance rules."""
+    snapshot.encoded(identity, wire_dtype, chunk_bytes)
+    snapshot.norm_sq()
 
 
 def _touched_buffer(numel: int) -> torch.Tensor:

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import grpc
 import torch
 
-from gossip import _grpc
+from gossip import _grpc, robust
+from gossip.security import PROOF_METADATA, AuthError, SwarmAuth
 from protocol import gossip_pb2 as pb
 from protocol import serde
 
@@ -33,6 +34,15 @@ MAX_SERVER_WAIT_S = 300.0
 # Stop waiting this long before the client's deadline so it receives an explicit NOT_YET refusal
 # instead of a bare DEADLINE_EXCEEDED.
 WAIT_MARGIN_S = 0.05
+# A sync-mode pull for a round this far beyond ours is refused at once (REFUSED) instead of waiting:
+# no neighbour runs that far ahead, so only a broken or hostile request asks for it.
+MAX_ROUNDS_AHEAD = 1000
+_LOGGED_ID_CHARS = 64  # caller-chosen strings are cut to this in our log lines
+
+
+def _shown(text: str) -> str:
+    """A caller-supplied string, safe and short enough for a log line."""
+    return repr(text[:_LOGGED_ID_CHARS] + ("..." if len(text) > _LOGGED_ID_CHARS else ""))
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,7 @@ class Snapshot:
     embedding: torch.Tensor | None = None  # owned by the snapshot
     _encoded: dict[torch.dtype, serde.EncodedPayload] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _norm_sq: float | None = field(default=None, repr=False)
 
     @classmethod
     def capture(cls, params: torch.Tensor, round: int, embedding: torch.Tensor | None = None) -> Snapshot:
@@ -69,6 +80,12 @@ class Snapshot:
         if embedding is not None:
             emb = embedding.detach().to(device="cpu", dtype=torch.float32, copy=True).contiguous()
         return cls(round=round, params=own, embedding=emb)
+
+    def norm_sq(self) -> float:
+        """||params||² (computed once; the node starts it off the loop right after publish)."""
+        if self._norm_sq is None:
+            self._norm_sq = robust.norm_sq(self.params)
+        return self._norm_sq
 
     def cached(self, wire_dtype: torch.dtype, chunk_bytes: int) -> serde.EncodedPayload | None:
         """The wire form if it is already built (no lock, no waiting), else None."""
@@ -157,23 +174,51 @@ class SnapshotStore:
         return value
 
 
+@dataclass(frozen=True)
+class UndecodableRequest:
+    """What the request deserializer hands the handler for bytes that are no valid request, so the
+    handler refuses it with INVALID_ARGUMENT and a log line (``peer_id``/``round`` keep interceptors
+    that read them working)."""
+
+    error: str
+    size: int
+    peer_id: str = ""
+    round: int = -1
+
+
+def _lenient(message_type):
+    """A request deserializer that never raises: the parsed message or an ``UndecodableRequest``."""
+    def decode(raw: bytes):
+        try:
+            return message_type.FromString(raw)
+        except Exception as exc:  # protobuf's DecodeError and friends
+            return UndecodableRequest(error=str(exc) or type(exc).__name__, size=len(raw))
+    return decode
+
+
 class GossipService:
     """The ``Gossip`` service's handlers over a ``SnapshotStore``."""
 
-    def __init__(self, identity: Identity, store: SnapshotStore, chunk_bytes: int = serde.DEFAULT_CHUNK_BYTES):
+    def __init__(self, identity: Identity, store: SnapshotStore, chunk_bytes: int = serde.DEFAULT_CHUNK_BYTES,
+                 auth: SwarmAuth | None = None):
+        """``auth``: when set, every request must carry a valid swarm-secret token (else UNAUTHENTICATED)."""
         self.identity = identity
         self.store = store
         self.chunk_bytes = serde.check_chunk_bytes(chunk_bytes)
+        self.auth = auth
+        self.refused = 0  # requests refused (any reason), for tests and logs
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The generic handler to register on a ``grpc.aio.Server``."""
+        # Lenient deserializers: an undecodable request reaches the handler as an UndecodableRequest
+        # and is refused with a clear status and a log line like every other refusal.
         methods = {
             "Hello": grpc.unary_unary_rpc_method_handler(
-                self.rpc_hello, request_deserializer=pb.HelloRequest.FromString,
+                self.rpc_hello, request_deserializer=_lenient(pb.HelloRequest),
                 response_serializer=pb.HelloReply.SerializeToString),
             # frames come pre-serialized from protocol.serde: identity response serializer
             "Pull": grpc.unary_stream_rpc_method_handler(
-                self.rpc_pull, request_deserializer=pb.PullRequest.FromString, response_serializer=None),
+                self.rpc_pull, request_deserializer=_lenient(pb.PullRequest), response_serializer=None),
         }
         return grpc.method_handlers_generic_handler(_grpc.SERVICE_NAME, methods)
 
@@ -183,8 +228,33 @@ class GossipService:
                                   layout_fingerprint=ident.layout_fingerprint, capabilities=ident.capabilities)
         return serde.Hello(swarm_id=ident.swarm_id, record=record, status=status, detail=detail)
 
-    async def rpc_hello(self, request: pb.HelloRequest, context: grpc.aio.ServicerContext) -> pb.HelloReply:
+    async def _authenticate(self, context: grpc.aio.ServicerContext, token: bytes, peer_id: str,
+                            method: str) -> None:
+        """Check the caller's swarm token and send our proof; abort with UNAUTHENTICATED if it fails."""
+        if self.auth is None:
+            return
+        try:
+            self.auth.verify_client(token, peer_id, method)
+        except AuthError as exc:
+            self.refused += 1
+            logger.warning("refusing %s from %s (%s): unauthenticated: %s", method, _shown(peer_id), context.peer(),
+                           exc)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"swarm authentication failed: {exc}")
+        await context.send_initial_metadata(((PROOF_METADATA, self.auth.server_proof(token)),))
+
+    async def _refuse_undecodable(self, context: grpc.aio.ServicerContext, method: str,
+                                  request: UndecodableRequest) -> None:
+        self.refused += 1
+        logger.warning("refusing %s from %s: undecodable request (%d bytes): %s", method, context.peer(),
+                       request.size, request.error)
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"undecodable {method} request")
+
+    async def rpc_hello(self, request: pb.HelloRequest | UndecodableRequest,
+                        context: grpc.aio.ServicerContext) -> pb.HelloReply:
+        if isinstance(request, UndecodableRequest):
+            await self._refuse_undecodable(context, "hello", request)
         caller = serde.hello_request_from_proto(request)
+        await self._authenticate(context, caller.auth_token, caller.record.peer_id, "hello")
         ident = self.identity
         if caller.swarm_id != ident.swarm_id:
             reply = self._hello(pb.STATUS_SWARM_MISMATCH, f"this peer is in swarm {ident.swarm_id!r}")
@@ -192,9 +262,16 @@ class GossipService:
             reply = self._hello(pb.STATUS_LAYOUT_MISMATCH, f"this peer's layout is {ident.layout_fingerprint!r}")
         else:
             reply = self._hello()
+        if not reply.ok:
+            self.refused += 1
+            logger.info("hello from %s: %s", _shown(caller.record.peer_id), reply.detail)
         return serde.hello_reply_to_proto(reply)
 
-    async def rpc_pull(self, request: pb.PullRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+    async def rpc_pull(self, request: pb.PullRequest | UndecodableRequest,
+                       context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        if isinstance(request, UndecodableRequest):
+            await self._refuse_undecodable(context, "pull", request)
+        await self._authenticate(context, bytes(request.auth_token), request.peer_id, "pull")
         try:
             pull = serde.pull_request_from_proto(request)
             snapshot = await self._select(pull, context)
@@ -206,7 +283,9 @@ class GossipService:
                 raise serde.Refused(pb.STATUS_TOO_LARGE, f"snapshot is {encoded.header.total_bytes} bytes, "
                                                          f"requester's limit is {pull.max_payload_bytes}")
         except serde.Refused as refusal:
-            logger.debug("refusing pull from %s: %s", request.peer_id, refusal)
+            self.refused += 1
+            log = logger.debug if refusal.status == pb.STATUS_NOT_YET else logger.info  # NOT_YET: routine
+            log("refusing pull from %s: %.300s", _shown(request.peer_id), refusal)
             yield serde.refusal_frame(refusal.status, str(refusal.args[0]), self.store.latest_round)
             return
         for frame in encoded.frames:
@@ -229,6 +308,11 @@ class GossipService:
             if store.latest is None:
                 raise serde.Refused(pb.STATUS_NO_SNAPSHOT, "this peer has not published a snapshot yet")
             return store.latest
+        if not pull.newest and pull.round < 0:
+            raise serde.Refused(pb.STATUS_REFUSED, f"round {pull.round} is negative")
+        if not pull.newest and pull.round > store.latest_round + MAX_ROUNDS_AHEAD:
+            raise serde.Refused(pb.STATUS_REFUSED, f"round {pull.round} is more than {MAX_ROUNDS_AHEAD} rounds "
+                                                   f"ahead of ours ({store.latest_round})")
         if store.latest_round < pull.round:
             remaining = context.time_remaining()
             timeout = MAX_SERVER_WAIT_S if remaining is None else min(MAX_SERVER_WAIT_S, remaining - WAIT_MARGIN_S)

@@ -68,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"dssl {command}: peer.cli has no {_PEER_SIDE[command]}() yet", file=sys.stderr)
             return 2
         return entry(rest)
+    if command == "demo" and "--standalone" in rest:
+        import peer.cli
+
+        return peer.cli.demo_main([a for a in rest if a != "--standalone"])
     if command in _LAUNCHER:
         import launcher.swarm
 

@@ -24,6 +24,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from launcher.rundir import RunDir, Timeline
 from launcher.spec import PeerPlan, SwarmPlan
@@ -215,11 +216,13 @@ class LocalSwarm:
                                      f"{late[0]}:\n{tail(self.processes[late[0]].log_path)}")
             time.sleep(POLL_S)
 
-    def start(self, wait_all: bool = True) -> None:
-        """Start the bootstrap peer, wait for it, then start the others joining through it."""
+    def start(self, wait_all: bool = True, hold: frozenset[str] | set[str] = frozenset()) -> None:
+        """Start the bootstrap peer, wait for it, then start the others joining through it.
+
+        Peers in ``hold`` are not started (a fault schedule ``join``s them later)."""
         timeout = self.plan.settings.ready_timeout_s
-        first, *rest = self.plan.peers
-        barrier = ["--wait-peers", str(len(self.plan.peers))]  # the swarm starts training together
+        first, *rest = [p for p in self.plan.peers if p.peer_id not in hold]
+        barrier = ["--wait-peers", str(len(rest) + 1)]  # the swarm starts training together
         self.start_peer(first.peer_id, extra_args=barrier)
         info = self.wait_ready([first.peer_id], timeout=timeout)[first.peer_id]
         self.bootstrap = list(info.get("maddrs") or [])
@@ -333,16 +336,20 @@ class SignalForwarder:
             signal.signal(sig, handler)
 
 
-def supervise(swarm: LocalSwarm, forwarder: SignalForwarder, until: float | None = None) -> dict[str, int | None]:
+def supervise(swarm: LocalSwarm, forwarder: SignalForwarder, until: float | None = None,
+              before_stop: Callable[[], None] | None = None) -> dict[str, int | None]:
     """Run until every peer exits, ``until`` (monotonic) passes, or a stop is requested.
 
-    Crashes are reported as they happen and do not stop the others.
+    Crashes are reported as they happen and do not stop the others. ``before_stop`` runs first
+    when the loop ends (a fault runner resumes SIGSTOPped peers so they can stop cleanly).
     """
     while swarm.alive():
         swarm.poll()
         if forwarder.requested or (until is not None and time.monotonic() >= until):
             break
         time.sleep(POLL_S)
+    if before_stop is not None:
+        before_stop()
     if swarm.alive():
         if forwarder.requested > 1:
             return swarm.stop(deadline_s=0.1, sig=signal.SIGKILL)

@@ -15,8 +15,10 @@ import sys
 import time
 from pathlib import Path
 
+from launcher.certs import default_hosts, write_swarm_tls
 from launcher.collect import collect, format_table
-from launcher.local import PEER_COMMAND, LocalSwarm, PeerStartError, SignalForwarder, supervise, tail
+from launcher.faults import FaultSchedule, ScheduleError, load_schedule, start_and_supervise
+from launcher.local import PEER_COMMAND, LocalSwarm, PeerStartError, SignalForwarder, tail
 from launcher.rundir import RunDir, Timeline, create_run_dir, write_manifest, write_peer_configs
 from launcher.spec import SpecError, SwarmPlan, load_plan
 from peer.config import ConfigError
@@ -44,29 +46,68 @@ def copy_partition_report(run: RunDir, peer_id: str) -> None:
 
 
 def run_local(plan: SwarmPlan, argv: list[str], *, run_root: str | None = None, duration_s: float | None = None,
-              peer_command: tuple[str, ...] = PEER_COMMAND) -> tuple[RunDir, dict[str, int | None]]:
-    """Start the swarm on this host and supervise it until the peers finish (or duration / Ctrl-C)."""
+              peer_command: tuple[str, ...] = PEER_COMMAND,
+              faults: FaultSchedule | None = None, insecure: bool = False,
+              secret_file: Path | None = None) -> tuple[RunDir, dict[str, int | None]]:
+    """Start the swarm on this host and supervise it until the peers finish (or duration / Ctrl-C),
+    applying the fault schedule ``faults`` (``launcher.faults``) when given. Gossip is mutual TLS
+    with a fresh swarm CA in ``<run>/tls`` unless ``insecure``; ``secret_file`` adds the swarm secret."""
     run, config_paths = prepare_run(plan, argv, run_root)
     print(f"dssl swarm: {len(plan.peers)} peers of swarm {plan.settings.swarm_id!r}; run dir {run.path}", flush=True)
     swarm = LocalSwarm(plan, run, config_paths=config_paths, peer_command=peer_command,
-                       timeline=Timeline(run.timeline_path))
-    with SignalForwarder() as forwarder:
-        try:
-            swarm.start(wait_all=True)
-        except PeerStartError as exc:
-            print(f"dssl swarm: {exc}", file=sys.stderr)
-            return run, swarm.stop()
+                       timeline=Timeline(run.timeline_path), peer_args=security_args(plan, run, insecure, secret_file))
+
+    def announce_ready() -> None:
         copy_partition_report(run, plan.peers[0].peer_id)
         ready = swarm.processes[plan.peers[0].peer_id].ready() or {}
         if ready.get("join_command"):
             print(f"dssl swarm: all peers ready; another host joins with:\n  {ready['join_command']}", flush=True)
+
+    with SignalForwarder() as forwarder:
         until = time.monotonic() + duration_s if duration_s else None
-        codes = supervise(swarm, forwarder, until)
+        try:
+            codes = start_and_supervise(swarm, faults, forwarder, until, on_ready=announce_ready)
+        except PeerStartError as exc:
+            print(f"dssl swarm: {exc}", file=sys.stderr)
+            return run, swarm.stop()
     for peer_id, code in codes.items():
         if code not in (0, None):
             print(f"dssl swarm: peer {peer_id} exited with code {code}; last log lines:\n"
                   f"{tail(run.log_path(peer_id), 8)}", file=sys.stderr)
     return run, codes
+
+
+def security_args(plan: SwarmPlan, run: RunDir, insecure: bool, secret_file: Path | None) -> list[str]:
+    """``dssl peer`` flags for the swarm's gossip security; makes the CA and certificates (``<run>/tls``)."""
+    args = ["--swarm-secret-file", str(secret_file.resolve())] if secret_file is not None else []
+    if insecure:
+        return [*args, "--insecure"]
+    listen_hosts = {p.config.gossip.listen.rpartition(":")[0].strip("[]") for p in plan.peers}
+    hosts = default_hosts(h for h in listen_hosts if h not in ("", "0.0.0.0", "::"))
+    tls_dir = write_swarm_tls(run.path / "tls", plan.settings.swarm_id, [p.peer_id for p in plan.peers], hosts)
+    return [*args, "--tls-dir", str(tls_dir)]
+
+
+def check_local_data(plan: SwarmPlan) -> None:
+    """A data directory that does not exist on this host fails here, before any peer is spawned
+    (otherwise every peer would start, load its model and die with the same error)."""
+    for peer in plan.peers:
+        root = peer.config.data.root
+        if root is not None and not Path(root).expanduser().exists():
+            raise SpecError(f"peer {peer.peer_id}: data.root {root} does not exist on this host")
+
+
+def check_secret_file(path: Path | None) -> None:
+    """Fail before anything starts when the secret file is unusable (peers would all fail later)."""
+    if path is None:
+        return
+    try:
+        size = len(path.read_bytes().strip())
+    except OSError as exc:
+        raise SpecError(f"--swarm-secret-file: {exc}") from None
+    if size < 16:
+        raise SpecError(f"--swarm-secret-file {path}: the secret is {size} bytes; use at least 16 "
+                        f"(e.g. `openssl rand -hex 32 > {path}`)")
 
 
 def _parser(prog: str, description: str, default_spec: Path | None) -> argparse.ArgumentParser:
@@ -77,6 +118,10 @@ def _parser(prog: str, description: str, default_spec: Path | None) -> argparse.
                    help="override a config value of every peer, e.g. --set train.steps=50 (repeatable)")
     p.add_argument("--run-root", default=None, help="parent of the run directory (overrides swarm.run_root)")
     p.add_argument("--duration-s", type=float, default=None, help="stop the swarm after this many seconds")
+    p.add_argument("--insecure", action="store_true",
+                   help="plaintext gossip (debugging); default: mutual TLS with a fresh swarm CA in <run>/tls")
+    p.add_argument("--swarm-secret-file", type=Path, default=None, metavar="FILE",
+                   help="also require this shared secret for every pull (never put the secret itself on the command line)")
     return p
 
 
@@ -95,18 +140,27 @@ def swarm_main(argv: list[str]) -> int:
     """``dssl swarm``: a local swarm from a spec, or a multi-host swarm from a hosts inventory."""
     p = _parser("dssl swarm", "Start a gossip SSL swarm on this host (or on the hosts of an inventory).", None)
     p.add_argument("--hosts", type=Path, default=None, help="hosts inventory YAML (see examples/hosts.yaml)")
+    p.add_argument("--faults", type=Path, default=None,
+                   help="fault schedule YAML applied to the running swarm (see examples/faults.yaml)")
     args = p.parse_args(argv)
     try:
         if args.hosts is not None:
             from launcher.hosts import load_inventory, run_hosts
 
+            if args.faults is not None:  # run_hosts does not take a schedule yet (launcher/hosts.py)
+                print("dssl swarm: error: --faults is supported for local swarms only so far", file=sys.stderr)
+                return 2
             inventory = load_inventory(args.hosts)
             plan = load_plan(args.config, size=inventory.total_peers, overrides=args.overrides)
             run, codes = run_hosts(plan, inventory, argv, run_root=args.run_root, duration_s=args.duration_s)
         else:
             plan = load_plan(args.config, size=args.peers, overrides=args.overrides)
-            run, codes = run_local(plan, argv, run_root=args.run_root, duration_s=args.duration_s)
-    except (SpecError, ConfigError) as exc:
+            faults = load_schedule(args.faults, [p.peer_id for p in plan.peers]) if args.faults else None
+            check_secret_file(args.swarm_secret_file)
+            check_local_data(plan)
+            run, codes = run_local(plan, argv, run_root=args.run_root, duration_s=args.duration_s, faults=faults,
+                                   insecure=args.insecure, secret_file=args.swarm_secret_file)
+    except (SpecError, ConfigError, ScheduleError) as exc:
         print(f"dssl swarm: error: {exc}", file=sys.stderr)
         return 2
     return _report(run, codes)
@@ -119,6 +173,8 @@ def demo_main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     try:
         plan = load_plan(args.config, size=args.peers, overrides=args.overrides)
+        check_secret_file(args.swarm_secret_file)
+        check_local_data(plan)
     except (SpecError, ConfigError) as exc:
         print(f"dssl demo: error: {exc}", file=sys.stderr)
         return 2
@@ -128,6 +184,7 @@ def demo_main(argv: list[str]) -> int:
           f"{c.train.steps} steps x batch {c.train.batch_size}, a gossip round every {c.train.period} steps",
           flush=True)
     started = time.monotonic()
-    run, codes = run_local(plan, ["demo", *argv], run_root=args.run_root, duration_s=args.duration_s)
+    run, codes = run_local(plan, ["demo", *argv], run_root=args.run_root, duration_s=args.duration_s,
+                           insecure=args.insecure, secret_file=args.swarm_secret_file)
     print(f"dssl demo: swarm finished in {time.monotonic() - started:.0f} s")
     return _report(run, codes)

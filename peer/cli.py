@@ -5,9 +5,13 @@
     ``runs/<timestamp>-<name>/`` (or ``train.run_dir``) with config.yaml (resolved), the partition
     report, metrics.jsonl, checkpoints/last.pt and final_eval.json.
 
-``dssl demo``
+``dssl demo --standalone``
     A short standalone run on real Fashion-MNIST that prints the kNN accuracy of the encoder at
-    random initialisation and after training (until the swarm demo replaces it).
+    random initialisation and after training (plain ``dssl demo`` runs the 4-peer swarm demo).
+
+``dssl peer`` / ``dssl join`` / ``dssl status``
+    The swarm peer process, joining a running swarm from another host, and the live swarm view;
+    implemented in ``peer.peer`` and dispatched from here so the launcher only imports peer.cli.
 
 Overrides use dotted keys and YAML values: ``--set train.batch_size=64 --set objective.name=mae``.
 Configuration and data problems end the command with one clear line on stderr and exit code 2.
@@ -18,30 +22,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import logging
 import signal
 import sys
 import time
 from pathlib import Path
 
 from peer.config import Config, ConfigError, load_config
-from peer.metrics import PROGRESS_LOGGER
+from peer.metrics import setup_cli_logging
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DEMO_CONFIG = EXAMPLES / "demo_fmnist.yaml"
-
-
-def _setup_logging(verbose: bool) -> None:
-    """Library logs as 'time level name: message'; progress lines printed as they are."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    progress = logging.getLogger(PROGRESS_LOGGER)
-    if not progress.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        progress.addHandler(handler)
-    progress.setLevel(logging.INFO)
-    progress.propagate = False
 
 
 def _parser(prog: str, description: str, config_default: Path | None) -> argparse.ArgumentParser:
@@ -100,7 +90,7 @@ def train_main(argv: list[str]) -> int:
     parser = _parser("dssl train", "Train one peer standalone (no gossip).", None)
     parser.add_argument("--resume", type=Path, default=None, help="continue from this checkpoint")
     args = parser.parse_args(argv)
-    _setup_logging(not args.quiet)
+    setup_cli_logging(not args.quiet)
     try:
         cfg = load_config(args.config, args.overrides)
         run_dir = _run_dir(cfg, args.run_dir)
@@ -119,7 +109,7 @@ def demo_main(argv: list[str]) -> int:
     parser = _parser("dssl demo", "Short standalone run on Fashion-MNIST: kNN accuracy before/after.",
                      DEMO_CONFIG)
     args = parser.parse_args(argv)
-    _setup_logging(not args.quiet)
+    setup_cli_logging(not args.quiet)
     try:
         cfg = load_config(args.config, args.overrides)
         run_dir = _run_dir(cfg, args.run_dir)
@@ -139,3 +129,24 @@ def demo_main(argv: list[str]) -> int:
     print(f"RESULT steps={summary['step']} knn_acc={after.get('knn', float('nan')):.4f} "
           f"knn_acc_random_init={before.get('knn', float('nan')):.4f} run_dir={run_dir}")
     return 0
+
+
+def peer_main(argv: list[str]) -> int:
+    """``dssl peer``: one swarm peer (trainer + gossip node + discovery)."""
+    from peer.peer import main
+
+    return main(argv)
+
+
+def join_main(argv: list[str]) -> int:
+    """``dssl join --bootstrap MADDR --swarm-id ID``: join a running swarm from this host."""
+    from peer.peer import join_main as join
+
+    return join(argv)
+
+
+def status_main(argv: list[str]) -> int:
+    """``dssl status``: the live swarm as the DHT sees it."""
+    from peer.peer import status_main as status
+
+    return status(argv)

@@ -71,8 +71,10 @@ class GossipConfig:
     """How this peer talks to the swarm (consumed by the peer process; standalone training ignores it)."""
 
     mode: Literal["sync", "async"] = "sync"  # sync = D-PSGD rounds; async = newest snapshot + staleness
-    topology: str = "ring"  # gossip.topology name: ring, torus, regular:4, erdos:0.3, exponential, full, ...
-    mixing: str = "metropolis"  # mixing rule: metropolis (Metropolis-Hastings) or uniform
+    # gossip.topology spec: ring, torus, full, random_regular:k=4, erdos_renyi:p=0.3, exponential,
+    # exponential_one_peer (needs mixing: uniform); append ",time_varying=true" to re-draw every round
+    topology: str = "ring"
+    mixing: Literal["metropolis", "uniform"] = "metropolis"  # Metropolis-Hastings or uniform 1/|A_i|
     deadline_s: float = 10.0  # per-pull deadline; a neighbour slower than this is dropped for the round
     wire_dtype: Literal["float32", "float16", "bfloat16"] = "float32"  # dtype of the flat buffer on the wire
     listen: str = "127.0.0.1:0"  # gRPC listen address (port 0 = any free port)
@@ -80,6 +82,10 @@ class GossipConfig:
     bootstrap: list[str] = field(default_factory=list)  # hivemind multiaddrs of peers already in the swarm
     swarm_id: str = "dssl"  # DHT key prefix: peers with different ids never see each other
     peer_id: str | None = None  # None = derived from the peer index / host
+    aggregation: Literal["weighted", "trimmed_mean"] = "weighted"  # W-weighted average, or robust trimmed mean
+    trim_fraction: float = 0.2  # trimmed_mean: fraction cut from each side per coordinate
+    max_norm_ratio: float | None = 10.0  # reject a snapshot whose norm is > ratio x ours (or < ours / ratio)
+    max_distance_ratio: float | None = None  # reject a snapshot farther than ratio x ||ours|| from ours
 
 
 @dataclass
@@ -286,6 +292,27 @@ def validate(cfg: Config) -> None:
         parse_partition(d.partition)
     except (DataError, ValueError) as exc:
         raise ConfigError(f"data.partition: {exc}") from None
+    _validate_gossip(cfg.gossip)
+
+
+def _validate_gossip(g: GossipConfig) -> None:
+    from gossip import topology  # late, as above
+
+    try:
+        spec = topology.parse(g.topology)
+    except ValueError as exc:
+        raise ConfigError(f"gossip.topology: {exc}") from None
+    if spec.directed and g.mixing == "metropolis":
+        raise ConfigError(f"gossip.mixing: {g.topology} is directed; Metropolis-Hastings needs an undirected "
+                          f"graph, use mixing: uniform")
+    if g.deadline_s <= 0:
+        raise ConfigError(f"gossip.deadline_s: expected > 0, got {g.deadline_s}")
+    if not 0.0 <= g.trim_fraction < 0.5:
+        raise ConfigError(f"gossip.trim_fraction: expected 0 <= trim_fraction < 0.5, got {g.trim_fraction}")
+    for key in ("max_norm_ratio", "max_distance_ratio"):
+        value = getattr(g, key)
+        if value is not None and value <= 1.0:
+            raise ConfigError(f"gossip.{key}: expected > 1 or null, got {value}")
 
 
 def dump_config(cfg: Config, path: str | Path) -> Path:

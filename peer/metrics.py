@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import math
 import time
 from collections import deque
@@ -112,3 +113,17 @@ def format_progress(
 def progress_logger() -> logging.Logger:
     """The logger the trainer sends progress lines to (INFO level)."""
     return logging.getLogger(PROGRESS_LOGGER)
+
+
+def setup_cli_logging(verbose: bool) -> None:
+    """For entry points: library logs as 'time level name: message' on stderr, progress lines as
+    they are on stdout."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    progress = logging.getLogger(PROGRESS_LOGGER)
+    if not progress.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        progress.addHandler(handler)
+    progress.setLevel(logging.INFO)
+    progress.propagate = False

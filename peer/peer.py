@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import concurrent.futures
 import hashlib
 import json
 import logging
@@ -37,7 +36,7 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +47,9 @@ from gossip import topology
 from gossip.client import call_pull, open_channel
 from gossip.faults import CONTROL_FILE as FAULT_CONTROL_FILE
 from gossip.membership import Membership, StaticMembership, parse_peer_list
+from gossip.security import Security, SecurityConfigError, SwarmAuth, TLSFiles, load_secret
 from peer.config import Config, ConfigError, apply_overrides, config_from_dict, load_config, validate
-from peer.metrics import PROGRESS_LOGGER, read_metrics
+from peer.metrics import read_metrics, setup_cli_logging
 from protocol import serde
 from protocol.serde import PeerRecord
 
@@ -77,6 +77,8 @@ class PeerOptions:
     stop_on_stdin_eof: bool = False  # stop when stdin closes (ssh launches: the launcher went away)
     wait_peers: int = 0  # start barrier: train only once this many peers are live (0 = at once)
     wait_peers_timeout_s: float = 300.0  # ... or after this long (then train with whoever is there)
+    tls_dir: str | None = None  # swarm CA + this peer's certificate/key (launcher.certs): mutual TLS on gossip
+    swarm_secret: bytes | None = field(default=None, repr=False)  # only holders may pull / be pulled
 
 
 # ----------------------------------------------------------------------------------------------
@@ -127,23 +129,23 @@ def donor_order(own_id: str, candidates: list[str], salt: int = 0) -> list[str]:
 
 
 async def _pull_newest(record: PeerRecord, cfg: Config, peer_id: str, fingerprint: str,
-                       timeout: float) -> serde.ReceivedSnapshot:
+                       timeout: float, security: Security) -> serde.ReceivedSnapshot:
     request = serde.PullRequest(swarm_id=cfg.gossip.swarm_id, peer_id=peer_id, round=0, newest=True,
                                 layout_fingerprint=fingerprint)
     expect = serde.Expectation(swarm_id=cfg.gossip.swarm_id, layout_fingerprint=fingerprint,
                                peer_id=record.peer_id)
-    channel = open_channel(record.address)
+    channel = open_channel(record.address, security.tls)
     try:
-        snapshot, _ = await call_pull(channel, request, serde.SnapshotAssembler(expect), timeout)
+        snapshot, _ = await call_pull(channel, request, serde.SnapshotAssembler(expect), timeout, security.auth)
         return snapshot
     finally:
         await channel.close()
 
 
 async def _pull_donors(donors: list[PeerRecord], cfg: Config, peer_id: str, fingerprint: str,
-                       timeout: float) -> list[tuple[PeerRecord, serde.ReceivedSnapshot]]:
-    results = await asyncio.gather(*(_pull_newest(d, cfg, peer_id, fingerprint, timeout) for d in donors),
-                                   return_exceptions=True)
+                       timeout: float, security: Security) -> list[tuple[PeerRecord, serde.ReceivedSnapshot]]:
+    results = await asyncio.gather(*(_pull_newest(d, cfg, peer_id, fingerprint, timeout, security)
+                                     for d in donors), return_exceptions=True)
     got = []
     for donor, result in zip(donors, results):
         if isinstance(result, BaseException):
@@ -154,7 +156,8 @@ async def _pull_donors(donors: list[PeerRecord], cfg: Config, peer_id: str, fing
 
 
 def fetch_swarm_state(live: list[PeerRecord], cfg: Config, peer_id: str, fingerprint: str,
-                      donors: int, timeout: float) -> tuple[torch.Tensor, int, list[str]] | None:
+                      donors: int, timeout: float,
+                      security: Security = Security()) -> tuple[torch.Tensor, int, list[str]] | None:
     """Average the newest snapshots of up to ``donors`` live neighbours that have trained.
 
     Returns (flat params, the swarm's round, donor ids) or None when nobody has a model to give.
@@ -168,7 +171,7 @@ def fetch_swarm_state(live: list[PeerRecord], cfg: Config, peer_id: str, fingerp
     order = [others[i] for i in donor_order(peer_id, list(others), salt=swarm_round)]
     for start in range(0, len(order), max(1, donors)):
         chosen = order[start:start + max(1, donors)]
-        got = asyncio.run(_pull_donors(chosen, cfg, peer_id, fingerprint, timeout))
+        got = asyncio.run(_pull_donors(chosen, cfg, peer_id, fingerprint, timeout, security))
         if got:
             params = torch.stack([snap.params.float() for _, snap in got]).mean(dim=0)
             rounds = [snap.header.round for _, snap in got]
@@ -196,6 +199,14 @@ class Peer:
         self.caught_up: dict[str, Any] = {"how": "fresh"}
         self._signal: str | None = None
         self._watchdog: threading.Thread | None = None
+        self.security = self._security()
+
+    def _security(self) -> Security:
+        """Mutual TLS and/or the swarm secret, from the options (files checked now: fail before start)."""
+        o = self.options
+        tls = TLSFiles.from_dir(o.tls_dir, self.peer_id) if o.tls_dir else None
+        auth = SwarmAuth(o.swarm_secret, self.cfg.gossip.swarm_id) if o.swarm_secret else None
+        return Security(tls=tls, auth=auth)
 
     # -- start ------------------------------------------------------------------------------------
 
@@ -229,7 +240,10 @@ class Peer:
         node_config = NodeConfig(swarm_id=g.swarm_id, peer_id=self.peer_id,
                                  layout_fingerprint=self.trainer.layout.fingerprint, listen=g.listen,
                                  advertise_address=advertise, mode=g.mode, pull_deadline_s=g.deadline_s,
-                                 wire_dtype=_WIRE[g.wire_dtype],
+                                 wire_dtype=_WIRE[g.wire_dtype], tls=self.security.tls,
+                                 swarm_secret=self.options.swarm_secret, aggregation=g.aggregation,
+                                 trim_fraction=g.trim_fraction, max_norm_ratio=g.max_norm_ratio,
+                                 max_distance_ratio=g.max_distance_ratio,
                                  fault_control=str(self.run_dir / FAULT_CONTROL_FILE))  # launcher-injected faults
         return GossipRunner.start(node_config, self.membership, topology.parse(g.topology),
                                   rule=_RULES.get(g.mixing, g.mixing), seed=self.cfg.train.seed)
@@ -276,7 +290,8 @@ class Peer:
             self.caught_up = {"how": "checkpoint", "step": self.trainer.step, "round": self.trainer.round}
         else:
             fetched = fetch_swarm_state(live, self.cfg, self.peer_id, self.trainer.layout.fingerprint,
-                                        self.options.donors, timeout=max(5.0, self.cfg.gossip.deadline_s * 3))
+                                        self.options.donors, timeout=max(5.0, self.cfg.gossip.deadline_s * 3),
+                                        security=self.security)
             if fetched is not None:
                 params, donor_round, donors = fetched
                 self.trainer.load_flat_params(params)
@@ -370,18 +385,6 @@ class Peer:
 # command line
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    progress = logging.getLogger(PROGRESS_LOGGER)
-    if not progress.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        progress.addHandler(handler)
-    progress.setLevel(logging.INFO)
-    progress.propagate = False
-
-
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--config", default=None, help="peer config YAML (sections data, objective, train, eval, gossip)")
@@ -404,6 +407,12 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--wait-peers", type=int, default=0, help="start barrier: train once this many peers are live")
     p.add_argument("--wait-peers-timeout-s", type=float, default=300.0, help="... or after this many seconds")
     p.add_argument("--stop-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--tls-dir", default=None, metavar="DIR",
+                   help="mutual TLS on gossip: DIR holds ca.crt, <peer id>.crt, <peer id>.key (dssl swarm makes them)")
+    p.add_argument("--insecure", action="store_true",
+                   help="plaintext gossip (debugging); without --tls-dir a non-loopback peer warns")
+    p.add_argument("--swarm-secret-file", default=None, metavar="FILE",
+                   help="only peers holding this secret may pull or be pulled (or set $DSSL_SWARM_SECRET)")
     p.add_argument("--quiet", action="store_true", help="only progress lines")
     return p
 
@@ -441,6 +450,27 @@ def _load(args: argparse.Namespace) -> Config:
     return load_config(args.config, overrides)
 
 
+def _check_bootstrap(maddrs: list[str]) -> None:
+    """A malformed bootstrap multiaddr fails here, before the model is built or anything binds."""
+    if maddrs:
+        from gossip.discovery import check_initial_peer
+
+        for maddr in maddrs:
+            check_initial_peer(maddr)
+
+
+def _security_args(prog: str, args: argparse.Namespace, cfg: Config) -> bytes | None:
+    """Check the TLS / secret flags; returns the swarm secret (from its file or $DSSL_SWARM_SECRET)."""
+    if args.tls_dir and args.insecure:
+        raise ConfigError("--tls-dir and --insecure contradict each other; pick one")
+    secret = load_secret(args.swarm_secret_file)
+    host, _ = _host_port(cfg.gossip.listen)
+    if not args.tls_dir and not args.insecure and not (host.startswith("127.") or host in ("::1", "localhost")):
+        print(f"{prog}: warning: gossip on {cfg.gossip.listen} is plaintext; pass --tls-dir (certificates from "
+              f"the swarm CA) or --insecure to silence this", file=sys.stderr)
+    return secret
+
+
 def _watch_stdin(peer: Peer) -> None:
     """ssh launches: the launcher holding our stdin went away -> stop cleanly."""
     def watch() -> None:
@@ -452,18 +482,21 @@ def _watch_stdin(peer: Peer) -> None:
 
 
 def _run(prog: str, args: argparse.Namespace) -> int:
-    _setup_logging(not args.quiet)
+    setup_cli_logging(not args.quiet)
     try:
         cfg = _load(args)
         if cfg.gossip.peers:
             parse_peer_list(",".join(cfg.gossip.peers))
-    except (ConfigError, ValueError, OSError, yaml.YAMLError) as exc:
+        _check_bootstrap(cfg.gossip.bootstrap)
+        secret = _security_args(prog, args, cfg)
+        options = PeerOptions(config_path=args.config, stop_deadline_s=args.stop_deadline_s, dht_port=args.dht_port,
+                              dht_ttl_s=args.dht_ttl_s, donors=args.donors, stop_on_stdin_eof=args.stop_on_stdin_eof,
+                              wait_peers=args.wait_peers, wait_peers_timeout_s=args.wait_peers_timeout_s,
+                              tls_dir=args.tls_dir, swarm_secret=secret)
+        peer = Peer(cfg, options)
+    except (ConfigError, SecurityConfigError, ValueError, OSError, yaml.YAMLError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-    options = PeerOptions(config_path=args.config, stop_deadline_s=args.stop_deadline_s, dht_port=args.dht_port,
-                          dht_ttl_s=args.dht_ttl_s, donors=args.donors, stop_on_stdin_eof=args.stop_on_stdin_eof,
-                          wait_peers=args.wait_peers, wait_peers_timeout_s=args.wait_peers_timeout_s)
-    peer = Peer(cfg, options)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, _frame: peer.request_stop(signal.Signals(signum).name))
     if options.stop_on_stdin_eof:
@@ -472,8 +505,9 @@ def _run(prog: str, args: argparse.Namespace) -> int:
         final = peer.run()
     except Exception as exc:
         from gossip.discovery import DiscoveryError
+        from peer.data import DataError
 
-        if isinstance(exc, (DiscoveryError, ConfigError)):
+        if isinstance(exc, (DiscoveryError, ConfigError, DataError, SecurityConfigError)):
             print(f"{prog}: error: {exc}", file=sys.stderr)
             return 2
         raise

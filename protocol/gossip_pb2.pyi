@@ -38,6 +38,7 @@ class ChecksumKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CHECKSUM_KIND_UNSPECIFIED: _ClassVar[ChecksumKind]
     CHECKSUM_KIND_CRC32: _ClassVar[ChecksumKind]
+    CHECKSUM_KIND_CRC32C: _ClassVar[ChecksumKind]
 STATUS_UNSPECIFIED: Status
 STATUS_OK: Status
 STATUS_NOT_YET: Status
@@ -58,6 +59,7 @@ PULL_MODE_EXACT_ROUND: PullMode
 PULL_MODE_NEWEST: PullMode
 CHECKSUM_KIND_UNSPECIFIED: ChecksumKind
 CHECKSUM_KIND_CRC32: ChecksumKind
+CHECKSUM_KIND_CRC32C: ChecksumKind
 
 class HelloRequest(_message.Message):
     __slots__ = ("swarm_id", "peer_id", "address", "round", "layout_fingerprint", "capabilities", "auth_token")

@@ -1,0 +1,47 @@
+"""A stand-in peer process for fault-runner tests: no torch, no gossip, one 'round' per tick.
+
+Started by ``LocalSwarm`` exactly like ``dssl peer`` (``--config PATH`` + extra flags it ignores):
+writes ready.json (its pid, a fake multiaddr) into its run dir, then appends one ``round`` record
+to metrics.jsonl every ``TICK_S`` (continuing after the last logged round, as a resumed peer
+would), and exits 0 on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+TICK_S = 0.05
+
+
+def main(argv: list[str]) -> int:
+    config = yaml.safe_load(Path(argv[argv.index("--config") + 1]).read_text())
+    run_dir = Path(config["train"]["run_dir"])
+    peer_id = config["gossip"]["peer_id"]
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    metrics = run_dir / "metrics.jsonl"
+    last = -1
+    if metrics.is_file():
+        last = max((json.loads(line)["round"] for line in metrics.read_text().splitlines()), default=-1)
+    ready = {"peer_id": peer_id, "pid": os.getpid(), "maddrs": [f"/ip4/127.0.0.1/tcp/1/p2p/{peer_id}"]}
+    tmp = run_dir / "ready.json.tmp"
+    tmp.write_text(json.dumps(ready))
+    os.replace(tmp, run_dir / "ready.json")
+    round_ = last + 1
+    while not stop:
+        with metrics.open("a") as fh:
+            fh.write(json.dumps({"kind": "round", "round": round_, "time": time.time(), "peer": peer_id}) + "\n")
+        round_ += 1
+        time.sleep(TICK_S)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,102 @@
+"""A gossip-only peer process for survival tests: a real GossipNode with KNOWN parameter values.
+
+    python -m tests.launcher._gossip_node --peer-id p0 --dir D --value 1.0 --numel N [--average]
+
+Binds port 0, writes ``D/<id>.addr``, waits for ``D/peers.json`` ({id: address}, re-read every
+round so a restarted neighbour's new address is picked up), then runs sync rounds until ``D/stop``
+exists: publish the vector, mix with ``--graph`` (full | ring) neighbours using Metropolis-Hastings
+weights, log one JSON line per round to ``D/<id>.jsonl``. ``--average`` keeps the mixed result
+(pure gossip averaging); otherwise the published vector stays constant, so every valid full mix is a
+known constant and a partially mixed buffer shows as two different values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from gossip.faults import CONTROL_FILE
+from gossip.node import GossipNode, NodeConfig
+
+
+def _write(path: Path, payload: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload))
+    os.replace(tmp, path)
+
+
+def _neighbours(me: str, ids: list[str], graph: str) -> list[str]:
+    if graph == "full":
+        return [p for p in ids if p != me]
+    i = ids.index(me)
+    return sorted({ids[(i - 1) % len(ids)], ids[(i + 1) % len(ids)]} - {me})
+
+
+async def run(args: argparse.Namespace) -> None:
+    root = Path(args.dir)
+    control = root / args.peer_id / CONTROL_FILE
+    control.parent.mkdir(parents=True, exist_ok=True)
+    node = await GossipNode.create(NodeConfig(swarm_id="survival", peer_id=args.peer_id, layout_fingerprint="fp",
+                                              chunk_bytes=256 * 1024, pull_deadline_s=args.deadline,
+                                              fault_control=str(control)))
+    _write(root / f"{args.peer_id}.addr", {"address": node.address, "pid": os.getpid()})
+    peers_file = root / "peers.json"
+    while not peers_file.is_file():
+        await asyncio.sleep(0.05)
+    params = torch.full((args.numel,), args.value, dtype=torch.float32)
+    log = (root / f"{args.peer_id}.jsonl").open("a")
+    round_ = args.start_round
+    while not (root / "stop").exists():
+        peers = json.loads(peers_file.read_text())
+        ids = sorted(peers)
+        nbrs = _neighbours(args.peer_id, ids, args.graph)
+        degrees = {p: len(_neighbours(p, ids, args.graph)) for p in ids}
+        weights = {j: 1.0 / (1 + max(degrees[args.peer_id], degrees[j])) for j in nbrs}
+        self_weight = 1.0 - sum(weights.values())
+        node.publish(params, round_)
+        log.write(json.dumps({"event": "start", "round": round_, "t": time.time()}) + "\n")
+        log.flush()
+        result = await node.mix(round_, {j: peers[j] for j in nbrs}, self_weight, weights)
+        log.write(json.dumps({
+            "event": "round", "round": round_, "t": time.time(), "seconds": result.pull_seconds + result.mix_seconds,
+            "value": args.value, "self_weight": result.self_weight, "min": float(result.params.min()),
+            "max": float(result.params.max()), "planned": weights,
+            "neighbours": {n.peer_id: {"answered": n.answered, "weight": n.weight, "error": n.error,
+                                       "bytes_in": n.bytes_in} for n in result.neighbours},
+            "numel": args.numel, "mixing_ok": abs(result.self_weight + sum(n.weight for n in result.neighbours) - 1)
+            < 1e-6,
+        }) + "\n")
+        log.flush()
+        if args.average:
+            params = result.params.clone()
+            args.value = float(params[0])
+        round_ += 1
+        await asyncio.sleep(args.round_s)
+    await node.close()
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--peer-id", required=True)
+    p.add_argument("--dir", required=True)
+    p.add_argument("--value", type=float, required=True)
+    p.add_argument("--numel", type=int, default=250_000)
+    p.add_argument("--deadline", type=float, default=3.0)
+    p.add_argument("--round-s", type=float, default=0.2, help="simulated compute between rounds")
+    p.add_argument("--graph", default="full", choices=["full", "ring"])
+    p.add_argument("--start-round", type=int, default=0)
+    p.add_argument("--average", action="store_true")
+    torch.set_num_threads(1)
+    asyncio.run(run(p.parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
