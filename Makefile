@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup data test bench demo proto clean
+.PHONY: setup test bench soak demo proto clean
 
 setup:
 	@bash deploy/setup_venv.sh
@@ -15,6 +15,9 @@ test: setup
 bench: setup
 	$(PY) benchmarks/gossip_bench.py
 	$(PY) benchmarks/train_bench.py
+
+soak: setup
+	$(PY) benchmarks/soak.py --minutes 30
 
 demo: setup
 	$(VENV)/bin/dssl demo

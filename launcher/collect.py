@@ -8,6 +8,7 @@ from those buffers as (1/N) Σ_i ‖θ_i − θ̄‖² — the quantity D-PSGD a
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,9 @@ from pathlib import Path
 import torch
 
 from launcher.rundir import RunDir
+from peer.cli import swarm_diagnostics
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,17 @@ def collect(run: RunDir) -> SwarmResult:
                "min_rounds": swarm.min_rounds, "knn_acc_mean": swarm.knn_mean,
                "knn_acc_random_init": swarm.knn_init_mean, "result": swarm.result_line()}
     (run.path / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_run_diagnostics(run.path)
     return swarm
+
+
+def write_run_diagnostics(run_dir: Path) -> None:
+    """diagnostics.json + rounds.csv (realised W per round, spectral gap, |A-bar|): a damaged metrics
+    file must not cost the run its RESULT line, so failures are logged, not raised."""
+    try:
+        swarm_diagnostics(run_dir)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("%s: swarm diagnostics not written: %s", run_dir, exc)
 
 
 def format_table(swarm: SwarmResult) -> str:

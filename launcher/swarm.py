@@ -179,7 +179,9 @@ def demo_main(argv: list[str]) -> int:
         print(f"dssl demo: error: {exc}", file=sys.stderr)
         return 2
     c = plan.peers[0].config
-    print(f"dssl demo: {len(plan.peers)} peers, {c.objective.name} on {c.objective.backbone}, "
+    encoder = (f"ViT width {c.objective.embed_dim} depth {c.objective.depth}" if c.objective.name in ("mae", "mar")
+               else c.objective.backbone)
+    print(f"dssl demo: {len(plan.peers)} peers, {c.objective.name} on {encoder}, "
           f"{c.data.dataset} split {c.data.partition}, topology {c.gossip.topology}, "
           f"{c.train.steps} steps x batch {c.train.batch_size}, a gossip round every {c.train.period} steps",
           flush=True)

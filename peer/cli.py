@@ -150,3 +150,12 @@ def status_main(argv: list[str]) -> int:
     from peer.peer import status_main as status
 
     return status(argv)
+
+
+def swarm_diagnostics(run_dir: str | Path) -> dict:
+    """Swarm diagnostics of a run directory (realised W per round, spectral gap, |A-bar|, consensus
+    distance); writes ``diagnostics.json`` and ``rounds.csv`` into it. The launcher's entry to
+    :mod:`peer.diagnostics`."""
+    from peer.diagnostics import write_diagnostics
+
+    return write_diagnostics(run_dir)

@@ -90,8 +90,10 @@ def load_local_data(cfg: Config, with_eval: bool = True) -> LocalData:
     d = cfg.data
     full = load_dataset(d.dataset, root=d.root, split="train", image_size=d.image_size)
     labels = np.asarray(full.labels)
-    parts = partition(labels, d.num_peers, parse_partition(d.partition), d.seed)
-    report = partition_report(labels, parts, full.num_classes, getattr(full, "classes", None))
+    spec = parse_partition(d.partition)
+    parts = partition(labels, d.num_peers, spec, d.seed)
+    report = partition_report(labels, parts, full.num_classes, getattr(full, "classes", None), spec=spec,
+                              seed=d.seed)
     train = _limit(full.subset(parts[d.peer_index]), d.train_limit, d.seed + 1 + d.peer_index)
     if not with_eval:
         return LocalData(train, None, None, None, full.num_classes, report)
@@ -156,6 +158,7 @@ class Trainer:
         self._stop = threading.Event()
         self._metrics = MetricsWriter(run_dir / "metrics.jsonl", peer_id) if run_dir else None
         self._flat_buf: torch.Tensor | None = None
+        self._compute_since_round = 0.0  # wall seconds of training steps since the last gossip round
         self._perm_epoch = -1
         self._perm: torch.Tensor | None = None
         self._train_seconds = 0.0
@@ -300,6 +303,7 @@ class Trainer:
             interval_seconds += step_seconds
             if t.slowdown > 1.0:  # heterogeneous compute: a k-times slower peer
                 self._stop.wait((t.slowdown - 1.0) * step_seconds)
+            self._compute_since_round += time.perf_counter() - started
             if self.step % t.period == 0:
                 self._gossip_round()
             self._train_seconds += time.perf_counter() - started
@@ -377,9 +381,11 @@ class Trainer:
     def _gossip_round(self) -> None:
         """Publish this round's flat params (+ MAR payload), mix with neighbours, load the result."""
         next_round = self.round + 1
+        compute_seconds, self._compute_since_round = self._compute_since_round, 0.0
         if self.hook is None:
             self.round = next_round
             return
+        blocked_from = time.perf_counter()
         if self._flat_buf is None:
             self._flat_buf = torch.empty(self.layout.numel, dtype=torch.float32)
         flat = self.layout.flatten(self.objective, out=self._flat_buf)
@@ -392,19 +398,35 @@ class Trainer:
             log.warning("%s: round %d mix did not resolve in %.0f s; keeping local params",
                         self.peer_id, next_round, timeout)
             self.round = next_round
-            self._write("round", step=self.step, round=next_round, error="mix timeout")
+            self._write("round", step=self.step, round=next_round, error="mix timeout",
+                        compute_seconds=compute_seconds, blocked_seconds=time.perf_counter() - blocked_from)
             return
         self.layout.load_(self.objective, result.params)
         if result.embedding is not None:
             self.objective.set_global_embedding(result.embedding.to(self.device), next_round)
         self.round = next_round
         self.last_mix = result
-        self._write("round", step=self.step, round=next_round, answered=result.answered,
+        self._write_round(next_round, result, compute_seconds, time.perf_counter() - blocked_from)
+
+    def _write_round(self, round: int, result: MixResult, compute_seconds: float, blocked_seconds: float) -> None:
+        """The round's diagnostics record (issue 7 §1): the realised W row (self weight + each
+        neighbour's weight, who answered), bytes, the time split and staleness.
+
+        Time split: ``compute_seconds`` = training steps since the previous round; ``pull_seconds`` =
+        communicating (until the last pull finished or hit its deadline); ``mix_seconds`` = averaging;
+        ``wait_seconds`` = the rest of the time training was blocked on the round (publishing, loading
+        the mixed params, waiting for the hook)."""
+        stalenesses = [n.staleness for n in result.neighbours if n.answered and n.staleness is not None]
+        self._write("round", step=self.step, round=round, mode=self.cfg.gossip.mode, answered=result.answered,
                     expected=result.expected, self_weight=result.self_weight, bytes_in=result.bytes_in,
-                    bytes_out=result.bytes_out, pull_seconds=result.pull_seconds,
-                    mix_seconds=result.mix_seconds, neighbour_distance_sq=result.neighbour_distance_sq,
+                    bytes_out=result.bytes_out, compute_seconds=compute_seconds, pull_seconds=result.pull_seconds,
+                    mix_seconds=result.mix_seconds, blocked_seconds=blocked_seconds,
+                    wait_seconds=max(0.0, blocked_seconds - result.pull_seconds - result.mix_seconds),
+                    staleness_max=max(stalenesses) if stalenesses else None,
+                    neighbour_distance_sq=result.neighbour_distance_sq,
                     neighbours=[{"peer": n.peer_id, "answered": n.answered, "weight": n.weight,
-                                 "staleness": n.staleness, "error": n.error} for n in result.neighbours])
+                                 "round": n.round, "staleness": n.staleness, "bytes_in": n.bytes_in,
+                                 "seconds": n.seconds, "error": n.error} for n in result.neighbours])
 
     # ------------------------------------------------------------------ evaluation and logging
 

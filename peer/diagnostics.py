@@ -1,0 +1,210 @@
+"""Swarm-level run-time diagnostics assembled from a finished (or running) run directory (issue 7 §1).
+
+Every peer logs one ``round`` record per gossip round in ``peers/<id>/metrics.jsonl`` carrying its
+*realised* mixing row: ``self_weight`` and, per neighbour, whether it answered and with which weight
+(:meth:`peer.trainer.Trainer._write_round`). This module stacks those rows into the realised mixing
+matrix W of each round and reports the quantities of PAPER.md §4 on it:
+
+* spectral gap 1 − |λ₂(W)| (:func:`gossip.mixing.spectral_gap`) — the consensus rate of D-PSGD
+  (Lian et al. 2017); the paper itself does not use it, we log it because faults move it;
+* average connectivity |Ā| = (1/N) Σ|A_i| and the harmonic mean of the closed-neighbourhood sizes
+  |A_i| of the *realised* graph (edge i→j when W_ij > 0) — the paper's theory quantity (§3.1, A.6.2);
+* the mean per-round neighbour distance ‖θ_i − mean of answering neighbours‖² (the cheap consensus
+  proxy every peer already computes while mixing);
+
+and, from the peers' ``final_params.pt``, the exact consensus distance (1/N) Σ‖θ_i − θ̄‖².
+
+Rows of W: a peer with a round-r record contributes its logged row; a peer that some row gives
+weight to but that logged no round-r record (dead, not yet joined, or its mix timed out) keeps its
+own parameters that round, so its row is the unit row e_i. Weights are taken as logged (already
+renormalised by the peer), so each row sums to 1 up to rounding.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import torch
+
+from gossip.mixing import spectral_gap
+from gossip.topology import average_connectivity, harmonic_connectivity
+
+log = logging.getLogger(__name__)
+
+ROUNDS_CSV_FIELDS = (
+    "round", "peers_logged", "nodes", "spectral_gap", "average_connectivity", "harmonic_connectivity",
+    "neighbour_distance_mean", "answered", "expected", "bytes_in", "bytes_out", "compute_seconds_mean",
+    "pull_seconds_mean", "wait_seconds_mean", "staleness_max", "time_first", "time_last",
+)
+
+
+@dataclass(frozen=True)
+class RoundDiagnostics:
+    """Swarm-level quantities of one gossip round (None where no peer logged the input)."""
+
+    round: int
+    peers_logged: int  # peers with a round record for this round
+    nodes: int  # size of the realised W (logged peers + peers they gave weight to)
+    spectral_gap: float
+    average_connectivity: float
+    harmonic_connectivity: float
+    neighbour_distance_mean: float | None
+    answered: int  # neighbour snapshots that counted, summed over peers
+    expected: int
+    bytes_in: int
+    bytes_out: int
+    compute_seconds_mean: float | None
+    pull_seconds_mean: float | None
+    wait_seconds_mean: float | None
+    staleness_max: int | None
+    time_first: float  # unix time of the first / last peer's record of this round
+    time_last: float
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Records of a JSONL file; a torn last line (a killed writer) is skipped."""
+    records = []
+    if not path.is_file():
+        return records
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            log.warning("%s: skipping a malformed line", path)
+    return records
+
+
+def peer_records(run_dir: Path) -> dict[str, list[dict]]:
+    """peer id -> that peer's metrics records, for every peer directory of the run."""
+    peers_dir = Path(run_dir) / "peers"
+    if not peers_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir} has no peers/ directory (not a dssl run directory)")
+    return {d.name: read_jsonl(d / "metrics.jsonl") for d in sorted(peers_dir.iterdir()) if d.is_dir()}
+
+
+def realised_row(record: dict) -> dict[str, float]:
+    """The round record's realised W row as {peer: weight}; the self entry is under its own id."""
+    row = {record["peer"]: float(record.get("self_weight") if record.get("self_weight") is not None else 1.0)}
+    for n in record.get("neighbours") or []:
+        if n.get("answered") and n.get("weight"):
+            row[n["peer"]] = row.get(n["peer"], 0.0) + float(n["weight"])
+    return row
+
+
+def realised_matrix(rows: dict[str, dict[str, float]]) -> tuple[list[str], np.ndarray]:
+    """Stack per-peer rows into W over the sorted node set; nodes without a row get e_i."""
+    nodes = sorted(set(rows) | {j for row in rows.values() for j in row})
+    index = {p: i for i, p in enumerate(nodes)}
+    w = np.eye(len(nodes))
+    for peer, row in rows.items():
+        w[index[peer]] = 0.0
+        for j, weight in row.items():
+            w[index[peer], index[j]] = weight
+    return nodes, w
+
+
+def realised_graph(nodes: list[str], w: np.ndarray) -> nx.DiGraph:
+    """Directed graph with i→j when peer i averaged in j's snapshot (W_ij > 0, i ≠ j)."""
+    graph = nx.DiGraph()
+    graph.add_nodes_from(nodes)
+    for i, j in zip(*np.nonzero(w)):
+        if i != j:
+            graph.add_edge(nodes[i], nodes[j])
+    return graph
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def round_diagnostics(round: int, records: list[dict]) -> RoundDiagnostics:
+    """Diagnostics of one round from the round records the peers logged for it."""
+    ok = [r for r in records if not r.get("error")]
+    rows = {r["peer"]: realised_row(r) for r in ok}
+    nodes, w = realised_matrix(rows)
+    graph = realised_graph(nodes, w)
+    distances = [r["neighbour_distance_sq"] for r in ok
+                 if r.get("answered") and r.get("neighbour_distance_sq") is not None]
+    stalenesses = [r["staleness_max"] for r in ok if r.get("staleness_max") is not None]
+    times = [r["time"] for r in records]
+    return RoundDiagnostics(
+        round=round, peers_logged=len(records), nodes=len(nodes), spectral_gap=spectral_gap(w),
+        average_connectivity=average_connectivity(graph), harmonic_connectivity=harmonic_connectivity(graph),
+        neighbour_distance_mean=_mean(distances),
+        answered=sum(int(r.get("answered") or 0) for r in ok), expected=sum(int(r.get("expected") or 0) for r in ok),
+        bytes_in=sum(int(r.get("bytes_in") or 0) for r in ok), bytes_out=sum(int(r.get("bytes_out") or 0) for r in ok),
+        compute_seconds_mean=_mean([r["compute_seconds"] for r in records if r.get("compute_seconds") is not None]),
+        pull_seconds_mean=_mean([r["pull_seconds"] for r in ok if r.get("pull_seconds") is not None]),
+        wait_seconds_mean=_mean([r["wait_seconds"] for r in ok if r.get("wait_seconds") is not None]),
+        staleness_max=max(stalenesses) if stalenesses else None,
+        time_first=min(times), time_last=max(times))
+
+
+def exact_consensus_distance(run_dir: Path) -> float | None:
+    """(1/N) Σ_i ‖θ_i − θ̄‖² over the peers' final_params.pt (None without two matching buffers)."""
+    buffers, fingerprints = [], set()
+    for path in sorted(Path(run_dir).glob("peers/*/final_params.pt")):
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        buffers.append(saved["params"].double().flatten())
+        fingerprints.add(saved.get("fingerprint"))
+    if not buffers or len(fingerprints) != 1 or len({b.numel() for b in buffers}) != 1:
+        return None
+    stacked = torch.stack(buffers)
+    return float(((stacked - stacked.mean(dim=0)) ** 2).sum(dim=1).mean())
+
+
+def _peer_series(records: list[dict]) -> dict[str, Any]:
+    """Per-peer series the report plots: kNN per evaluation, bytes out per round."""
+    evals = [{"round": r.get("round"), "step": r.get("step"), "tag": r.get("tag"), "knn": r.get("knn")}
+             for r in records if r.get("kind") == "eval"]
+    rounds = [{"round": r["round"], "bytes_out": r.get("bytes_out"), "bytes_in": r.get("bytes_in"),
+               "neighbour_distance_sq": r.get("neighbour_distance_sq"), "answered": r.get("answered"),
+               "expected": r.get("expected")} for r in records if r.get("kind") == "round"]
+    return {"evals": evals, "rounds": rounds}
+
+
+def collect_diagnostics(run_dir: str | Path) -> dict[str, Any]:
+    """Every round's swarm diagnostics + per-peer series + the exact final consensus distance."""
+    run_dir = Path(run_dir)
+    per_peer = peer_records(run_dir)
+    by_round: dict[int, list[dict]] = {}
+    for records in per_peer.values():
+        for r in records:
+            if r.get("kind") == "round" and r.get("round") is not None:
+                by_round.setdefault(int(r["round"]), []).append(r)
+    rounds = [round_diagnostics(k, by_round[k]) for k in sorted(by_round)]
+    gaps = [r.spectral_gap for r in rounds]
+    return {
+        "run_dir": str(run_dir),
+        "peers": sorted(per_peer),
+        "rounds": [asdict(r) for r in rounds],
+        "consensus_distance_exact": exact_consensus_distance(run_dir),
+        "spectral_gap_mean": _mean(gaps),
+        "spectral_gap_min": min(gaps) if gaps else None,
+        "average_connectivity_mean": _mean([r.average_connectivity for r in rounds]),
+        "harmonic_connectivity_mean": _mean([r.harmonic_connectivity for r in rounds]),
+        "bytes_out_total": sum(r.bytes_out for r in rounds),
+        "per_peer": {peer: _peer_series(records) for peer, records in per_peer.items()},
+    }
+
+
+def write_diagnostics(run_dir: str | Path) -> dict[str, Any]:
+    """Collect and write ``diagnostics.json`` and ``rounds.csv`` (one row per round) into the run dir."""
+    run_dir = Path(run_dir)
+    result = collect_diagnostics(run_dir)
+    (run_dir / "diagnostics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    with (run_dir / "rounds.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=ROUNDS_CSV_FIELDS)
+        writer.writeheader()
+        for row in result["rounds"]:
+            writer.writerow({k: row[k] for k in ROUNDS_CSV_FIELDS})
+    return result
