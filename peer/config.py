@@ -46,7 +46,7 @@ class DataConfig:
     image_size: int | None = None  # resize to this side length; None = native size
     num_peers: int = 1  # how many peers the training split is partitioned across
     peer_index: int = 0  # which share this peer takes (0 .. num_peers-1)
-    partition: str = "iid"  # peer.data.parse_partition spec: iid, dirichlet:0.1, shards:2, feature_skew, ...
+    partition: str = "iid"  # peer.partition.parse_partition spec: iid, dirichlet:0.1, shards:2, feature_skew, ...
     seed: int = 0  # partition seed: every peer must use the same one to get disjoint shares
     train_limit: int | None = None  # cap on this peer's images (seeded subsample) for short CPU runs
     test_limit: int | None = None  # cap on the global test set used for evaluation (seeded subsample)
@@ -286,7 +286,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.lr_schedule: cosine needs train.steps (the decay length)")
     if not (t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:")):
         raise ConfigError(f"train.device: expected auto, cpu, cuda or cuda:<i>, got {t.device!r}")
-    from peer.data import DataError, parse_partition  # late: keeps `import peer.config` light
+    from peer.data import DataError  # late: keeps `import peer.config` light
+    from peer.partition import parse_partition
 
     try:
         parse_partition(d.partition)

@@ -41,7 +41,8 @@ from gossip.hook import GossipHook, MixResult
 from peer import checkpoint as ckpt
 from peer import objectives
 from peer.config import Config, config_to_dict, dump_config
-from peer.data import load_dataset, parse_partition, partition, partition_report, write_partition_report
+from peer.data import load_dataset
+from peer.partition import parse_partition, partition, partition_report, write_partition_report
 from peer.evaluate import EvalSettings, evaluate, own_distribution_indices
 from peer.flat import FlatLayout
 from peer.metrics import MetricsWriter, RunningMean, format_progress, progress_logger

@@ -19,19 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from peer.data import (
-    DEBIAN_FASHION_MNIST,
-    DataError,
-    ImageDataset,
-    PartitionSpec,
-    load_dataset,
-    parse_partition,
-    partition,
-    partition_report,
-    read_idx,
-    synthetic_dataset,
-    write_partition_report,
-)
+from peer.data import DEBIAN_FASHION_MNIST, DataError, ImageDataset, load_dataset, read_idx, synthetic_dataset
+from peer.partition import PartitionSpec, parse_partition, partition, partition_report, write_partition_report
 
 REPO_MNIST = Path(__file__).resolve().parents[2] / "data" / "mnist"
 
