@@ -45,6 +45,7 @@ from launcher.faults import FaultRunner, generate_schedule  # noqa: E402
 from launcher.local import LocalSwarm  # noqa: E402
 from launcher.rundir import create_run_dir, write_manifest, write_peer_configs  # noqa: E402
 from launcher.spec import plan_from_dict  # noqa: E402
+from peer.metrics import read_metrics  # noqa: E402
 
 BASE = {
     "name": "soak",
@@ -64,20 +65,6 @@ def group_rss(pid: int) -> int:
         return proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
     except psutil.Error:
         return 0
-
-
-def read_rounds(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if record.get("kind") == "round":
-            out.append(record)
-    return out
 
 
 def complete_mix(record: dict) -> bool:
@@ -155,7 +142,7 @@ def main(argv: list[str]) -> int:
     over, partial, failed, refused, completed = 0, 0, 0, 0, 0
     longest = 0.0
     for peer_id in ids:
-        records = read_rounds(run.peer_dir(peer_id) / "metrics.jsonl")
+        records = read_metrics(run.peer_dir(peer_id) / "metrics.jsonl", kind="round")
         timeouts = [r for r in records if "error" in r]
         mixed = [r for r in records if "error" not in r]
         completed += len(mixed)

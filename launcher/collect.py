@@ -1,8 +1,9 @@
 """Collect a finished swarm run: per-peer results, consensus distance, one summary and RESULT line.
 
 Each peer leaves ``final.json`` (steps, rounds, kNN before/after training) and ``final_params.pt``
-(its final flat parameter buffer) in its own directory. The consensus distance is computed here
-from those buffers as (1/N) Σ_i ‖θ_i − θ̄‖² — the quantity D-PSGD analyses drive to zero.
+(its final flat parameter buffer) in its own directory. The swarm diagnostics (``peer.diagnostics``,
+through ``peer.cli``) read those buffers once and give the consensus distance (1/N) Σ_i ‖θ_i − θ̄‖²
+— the quantity D-PSGD analyses drive to zero.
 """
 
 from __future__ import annotations
@@ -13,10 +14,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from launcher.rundir import RunDir
-from peer.cli import swarm_diagnostics
+from peer.cli import final_consensus_distance, swarm_diagnostics
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +59,6 @@ class SwarmResult:
                 f"knn_acc_random_init={self.knn_init_mean:.4f} consensus_distance={cd:.6g} run_dir={self.run_dir}")
 
 
-def consensus_distance(buffers: list[torch.Tensor]) -> float:
-    """(1/N) Σ_i ‖θ_i − θ̄‖² over equally shaped flat buffers (float64 accumulation)."""
-    if not buffers:
-        raise ValueError("no parameter buffers")
-    stacked = torch.stack([b.double().flatten() for b in buffers])
-    return float(((stacked - stacked.mean(dim=0)) ** 2).sum(dim=1).mean())
-
-
 def _peer_result(peer_dir: Path) -> PeerResult | None:
     final = peer_dir / "final.json"
     if not final.is_file():
@@ -80,35 +71,26 @@ def _peer_result(peer_dir: Path) -> PeerResult | None:
 
 
 def collect(run: RunDir) -> SwarmResult:
-    """Read every peer that finished; consensus distance over those with matching layouts."""
-    results, buffers, fingerprints = [], [], set()
-    for peer_dir in sorted((run.path / "peers").iterdir()):
-        result = _peer_result(peer_dir)
-        if result is None:
-            continue
-        results.append(result)
-        params = peer_dir / "final_params.pt"
-        if params.is_file():
-            saved = torch.load(params, map_location="cpu", weights_only=True)
-            buffers.append(saved["params"])
-            fingerprints.add(saved["fingerprint"])
-    distance = consensus_distance(buffers) if buffers and len(fingerprints) == 1 else None
+    """Read every peer that finished, write the swarm diagnostics, summarise."""
+    results = [r for r in map(_peer_result, sorted((run.path / "peers").iterdir())) if r is not None]
+    distance = write_run_diagnostics(run.path)
     swarm = SwarmResult(peers=tuple(results), consensus_distance=distance, run_dir=run.path)
     summary = {"peers": [r.__dict__ for r in results], "consensus_distance": distance,
                "min_rounds": swarm.min_rounds, "knn_acc_mean": swarm.knn_mean,
                "knn_acc_random_init": swarm.knn_init_mean, "result": swarm.result_line()}
     (run.path / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    write_run_diagnostics(run.path)
     return swarm
 
 
-def write_run_diagnostics(run_dir: Path) -> None:
-    """diagnostics.json + rounds.csv (realised W per round, spectral gap, |A-bar|): a damaged metrics
-    file must not cost the run its RESULT line, so failures are logged, not raised."""
+def write_run_diagnostics(run_dir: Path) -> float | None:
+    """Write diagnostics.json + rounds.csv (realised W per round, spectral gap, |A-bar|) and return the
+    exact consensus distance. A damaged metrics file must not cost the run its RESULT line: then the
+    failure is logged and the distance is computed from the final parameters alone."""
     try:
-        swarm_diagnostics(run_dir)
+        return swarm_diagnostics(run_dir)["consensus_distance_exact"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("%s: swarm diagnostics not written: %s", run_dir, exc)
+        return final_consensus_distance(run_dir)
 
 
 def format_table(swarm: SwarmResult) -> str:

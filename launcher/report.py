@@ -27,21 +27,10 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from launcher.rundir import read_timeline  # noqa: E402
 from peer.cli import swarm_diagnostics  # noqa: E402
 
 MARKED_EVENTS = {"fault", "crashed", "signal"}  # always marked; spawned/exited only mid-run (restarts)
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
 
 
 def fault_events(run_dir: Path, rounds: list[dict]) -> list[dict]:
@@ -50,7 +39,7 @@ def fault_events(run_dir: Path, rounds: list[dict]) -> list[dict]:
     A round's time is the first peer's record of it; an event is placed by linear interpolation
     between those times. Spawn / exit events count only between the first and last round (a
     restart or a kill, not the normal start and end)."""
-    events = _read_jsonl(run_dir / "timeline.jsonl")
+    events = read_timeline(run_dir / "timeline.jsonl")
     if not rounds:
         return []
     times = np.array([r["time_first"] for r in rounds], dtype=float)

@@ -139,6 +139,20 @@ def write_manifest(run: RunDir, plan, argv: list[str], extra: dict[str, Any] | N
     return run.manifest_path
 
 
+def read_timeline(path: Path) -> list[dict]:
+    """The events of a ``timeline.jsonl`` written by :class:`Timeline` ([] when it does not exist);
+    a torn last line is skipped."""
+    if not path.is_file():
+        return []
+    events = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return events
+
+
 class Timeline:
     """Append-only JSONL of launcher events; thread-safe. Faults (issue 6) write here too.
 

@@ -159,3 +159,10 @@ def swarm_diagnostics(run_dir: str | Path) -> dict:
     from peer.diagnostics import write_diagnostics
 
     return write_diagnostics(run_dir)
+
+
+def final_consensus_distance(run_dir: str | Path) -> float | None:
+    """The exact consensus distance of a run's final parameters, on its own (no metrics needed)."""
+    from peer.diagnostics import exact_consensus_distance
+
+    return exact_consensus_distance(Path(run_dir))

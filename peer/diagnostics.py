@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,8 +34,8 @@ import torch
 
 from gossip.mixing import spectral_gap
 from gossip.topology import average_connectivity, harmonic_connectivity
+from peer.metrics import read_metrics
 
-log = logging.getLogger(__name__)
 
 ROUNDS_CSV_FIELDS = (
     "round", "peers_logged", "nodes", "spectral_gap", "average_connectivity", "harmonic_connectivity",
@@ -68,27 +67,12 @@ class RoundDiagnostics:
     time_last: float
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """Records of a JSONL file; a torn last line (a killed writer) is skipped."""
-    records = []
-    if not path.is_file():
-        return records
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            log.warning("%s: skipping a malformed line", path)
-    return records
-
-
 def peer_records(run_dir: Path) -> dict[str, list[dict]]:
     """peer id -> that peer's metrics records, for every peer directory of the run."""
     peers_dir = Path(run_dir) / "peers"
     if not peers_dir.is_dir():
         raise FileNotFoundError(f"{run_dir} has no peers/ directory (not a dssl run directory)")
-    return {d.name: read_jsonl(d / "metrics.jsonl") for d in sorted(peers_dir.iterdir()) if d.is_dir()}
+    return {d.name: read_metrics(d / "metrics.jsonl") for d in sorted(peers_dir.iterdir()) if d.is_dir()}
 
 
 def realised_row(record: dict) -> dict[str, float]:
@@ -149,17 +133,24 @@ def round_diagnostics(round: int, records: list[dict]) -> RoundDiagnostics:
         time_first=min(times), time_last=max(times))
 
 
+def consensus_distance(buffers: list[torch.Tensor]) -> float:
+    """(1/N) Σ_i ‖θ_i − θ̄‖² over equally shaped flat buffers (float64 accumulation)."""
+    if not buffers:
+        raise ValueError("no parameter buffers")
+    stacked = torch.stack([b.double().flatten() for b in buffers])
+    return float(((stacked - stacked.mean(dim=0)) ** 2).sum(dim=1).mean())
+
+
 def exact_consensus_distance(run_dir: Path) -> float | None:
-    """(1/N) Σ_i ‖θ_i − θ̄‖² over the peers' final_params.pt (None without two matching buffers)."""
+    """consensus_distance over the peers' final_params.pt (None without matching layouts)."""
     buffers, fingerprints = [], set()
     for path in sorted(Path(run_dir).glob("peers/*/final_params.pt")):
         saved = torch.load(path, map_location="cpu", weights_only=True)
-        buffers.append(saved["params"].double().flatten())
+        buffers.append(saved["params"])
         fingerprints.add(saved.get("fingerprint"))
     if not buffers or len(fingerprints) != 1 or len({b.numel() for b in buffers}) != 1:
         return None
-    stacked = torch.stack(buffers)
-    return float(((stacked - stacked.mean(dim=0)) ** 2).sum(dim=1).mean())
+    return consensus_distance(buffers)
 
 
 def _peer_series(records: list[dict]) -> dict[str, Any]:

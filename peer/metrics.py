@@ -69,8 +69,19 @@ class MetricsWriter:
 
 
 def read_metrics(path: str | Path, kind: str | None = None) -> list[dict]:
-    """All records of a metrics file (optionally only one ``kind``)."""
-    records = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """All records of a metrics file (optionally only one ``kind``); [] when it does not exist.
+    A malformed line — the torn last line of a killed peer — is skipped with a warning."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            logging.getLogger(__name__).warning("%s: skipping a malformed line", path)
     return [r for r in records if kind is None or r.get("kind") == kind]
 
 

@@ -10,7 +10,8 @@ import time
 import pytest
 import torch
 
-from launcher.collect import collect, consensus_distance
+from launcher.collect import collect
+from peer.diagnostics import consensus_distance
 from launcher.local import LocalSwarm
 from launcher.rundir import create_run_dir, write_manifest, write_peer_configs
 from tests.launcher.swarm_util import COMMAND, rounds, tiny_plan, wait_for
