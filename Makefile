@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test bench soak demo proto clean
+.PHONY: setup test bench soak demo study proto clean
 
 setup:
 	@bash deploy/setup_venv.sh
@@ -21,6 +21,11 @@ soak: setup
 
 demo: setup
 	$(VENV)/bin/dssl demo
+
+# The robustness study (issue 7): 33 swarm runs, resumable; then the report, plots and claims.csv.
+study: setup
+	$(VENV)/bin/dssl sweep examples/study/claims.yaml
+	$(VENV)/bin/dssl report runs/sweeps/claims --out docs/results/study
 
 proto: setup
 	$(PY) -m protocol.compile

@@ -1,8 +1,8 @@
 """The ``dssl`` console script: one entry point, sub-commands dispatched to their owners.
 
 Peer-side commands (train, peer, join, status) live in ``peer.cli``; launcher commands (swarm,
-demo) in this package (``launcher.swarm``), ``report`` in ``launcher.report``. Sub-commands whose issue has not landed yet say so
-and exit 2.
+demo) in this package (``launcher.swarm``), ``report`` in ``launcher.report``, ``sweep`` in
+``launcher.sweep``.
 
 ``dssl status`` also accepts ``--run-dir RUN`` and reads the bootstrap multiaddr and swarm id from
 that run's ``peers/*/ready.json`` files before asking the DHT.
@@ -15,17 +15,10 @@ import json
 import sys
 from pathlib import Path
 
-_NOT_YET = {
-    "sweep": "the robustness-study issue (sweep runner)",
-}
 _PEER_SIDE = {"train": "train_main", "peer": "peer_main", "join": "join_main", "status": "status_main"}
 _LAUNCHER = {"swarm": "swarm_main", "demo": "demo_main"}
 _REPORT = "report"  # launcher.report: Markdown + PNG report of a run directory
-
-
-def _not_yet(name: str) -> int:
-    print(f"dssl {name}: not yet available - it arrives with {_NOT_YET[name]}.", file=sys.stderr)
-    return 2
+_SWEEP = "sweep"  # launcher.sweep: a grid of swarm runs, resumable, one results table
 
 
 def _status_args(rest: list[str]) -> list[str] | None:
@@ -49,7 +42,7 @@ def _status_args(rest: list[str]) -> list[str] | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = [*_PEER_SIDE, *_LAUNCHER, _REPORT, *_NOT_YET]
+    commands = [*_PEER_SIDE, *_LAUNCHER, _REPORT, _SWEEP]
     if not argv or argv[0] in ("-h", "--help"):
         parser = argparse.ArgumentParser(prog="dssl", description="Decentralised SSL swarm.")
         parser.add_argument("command", choices=commands)
@@ -80,8 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         import launcher.report
 
         return launcher.report.report_main(rest)
-    if command in _NOT_YET:
-        return _not_yet(command)
+    if command == _SWEEP:
+        import launcher.sweep
+
+        return launcher.sweep.sweep_main(rest)
     print(f"dssl: unknown command {command!r}; choose one of: {', '.join(commands)}", file=sys.stderr)
     return 2
 

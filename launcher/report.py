@@ -5,9 +5,12 @@ report of a crashed or older run is still current), ``timeline.jsonl`` (launcher
 and ``manifest.json``. Outputs, in the run dir: ``report.md`` and ``report_*.png``:
 
 * per-peer kNN accuracy over rounds;
-* consensus over rounds: the mean neighbour distance (per-round proxy) and the realised spectral
-  gap 1 − |λ₂(W)|, with the exact final consensus distance in the text;
+* consensus over rounds: the mean neighbour distance (per-round proxy), the exact consensus
+  distance at the rounds the peers saved parameter snapshots (markers, own panel), and the realised
+  spectral gap 1 − |λ₂(W)|, with the exact final consensus distance in the text;
 * bytes sent per round (per peer and swarm total);
+* representation diagnostics on the shared probe batch (:mod:`peer.probe`): per-peer collapse std
+  and A-MMD to the neighbourhood-averaged model over rounds;
 
 every timeline plot carries the run's fault / crash / restart events as vertical lines.
 """
@@ -90,26 +93,75 @@ def plot_knn(diag: dict, events: list[dict], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def _log_if_positive(ax: plt.Axes, values: list[float]) -> None:
+    """Log y scale when every plotted value is > 0 (a zero or negative value would vanish)."""
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size and finite.min() > 0:
+        ax.set_yscale("log")
+
+
 def plot_consensus(diag: dict, events: list[dict], path: Path) -> Path | None:
-    """Two panels over rounds: mean neighbour distance (log) and realised spectral gap."""
+    """Panels over rounds: mean neighbour distance (log), the exact consensus distance at snapshot
+    rounds (log, markers; only when snapshots exist) and the realised spectral gap."""
     rounds = diag["rounds"]
     if not rounds:
         return None
+    exact = diag.get("consensus_exact_rounds") or []
     x = [r["round"] for r in rounds]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    fig, axes = plt.subplots(3 if exact else 2, 1, figsize=(7, 8.5 if exact else 6), sharex=True)
+    top, bottom = axes[0], axes[-1]
     dist = [r["neighbour_distance_mean"] if r["neighbour_distance_mean"] is not None else np.nan for r in rounds]
     top.plot(x, dist, marker=".", color="tab:blue")
-    if np.nanmin(np.asarray(dist, dtype=float), initial=np.inf) > 0:
-        top.set_yscale("log")
+    _log_if_positive(top, dist)
     top.set(ylabel="mean ||θ_i − nbr mean||²", title="Consensus proxy (mean neighbour distance)")
     top.grid(alpha=0.3)
     _mark_events(top, events)
+    if exact:
+        middle = axes[1]
+        values = [e["consensus_distance"] for e in exact]
+        middle.plot([e["round"] for e in exact], values, linestyle="none", marker="D", markersize=5,
+                    color="tab:purple", label="(1/N) Σ‖θ_i − θ̄‖² of the published params")
+        _log_if_positive(middle, values)
+        middle.set(ylabel="(1/N) Σ‖θ_i − θ̄‖²",
+                   title="Exact consensus distance (parameter snapshots, pre-mix)")
+        middle.grid(alpha=0.3)
+        _mark_events(middle, events)
+        middle.legend(fontsize=8, loc="best")
     bottom.plot(x, [r["spectral_gap"] for r in rounds], marker=".", color="tab:green", label="spectral gap 1−|λ₂|")
     bottom.set(xlabel="gossip round", ylabel="1 − |λ₂(W)|", title="Spectral gap of the realised W",
                ylim=(-0.05, 1.05))
     bottom.grid(alpha=0.3)
     _mark_events(bottom, events)
     bottom.legend(fontsize=8, loc="best")
+    return _save(fig, path)
+
+
+def plot_representation(diag: dict, events: list[dict], path: Path) -> Path | None:
+    """Two panels over rounds, one line per peer: collapse std of the probe embeddings (SimSiam §4.1:
+    ~1 healthy, 0 collapsed) and the A-MMD between the local and the neighbourhood-averaged model's
+    embeddings (PAPER.md Eq. 6)."""
+    series = {p: s.get("probes") or [] for p, s in diag["per_peer"].items()}
+    if not any(series.values()):
+        return None
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    for peer, probes in sorted(series.items()):
+        std = [(q["round"], q["collapse_std"]) for q in probes if q.get("collapse_std") is not None]
+        mmd = [(q["round"], q["a_mmd"]) for q in probes if q.get("a_mmd") is not None]
+        if std:
+            top.plot(*zip(*std), marker=".", label=peer)
+        if mmd:
+            bottom.plot(*zip(*mmd), marker=".", label=peer)
+    top.set(ylabel="√d · std of z/‖z‖", title="Collapse indicator on the probe batch (0 = collapsed)")
+    top.set_ylim(bottom=0)
+    bottom.axhline(0.0, color="grey", linewidth=0.8)
+    bottom.set(xlabel="gossip round", ylabel="A-MMD(local, mixed)",
+               title="A-MMD between local and neighbourhood-averaged embeddings")
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+        _mark_events(ax, events)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="best")
     return _save(fig, path)
 
 
@@ -135,6 +187,13 @@ def _fmt(value: Any, spec: str = ".4g") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _exact_rounds_line(diag: dict) -> str:
+    """Summary line: how many snapshot rounds have an exact consensus distance, and the last one."""
+    exact = diag.get("consensus_exact_rounds") or []
+    last = f" (last: round {exact[-1]['round']}, {_fmt(exact[-1]['consensus_distance'])})" if exact else ""
+    return f"* exact consensus distance from parameter snapshots: {len(exact)} snapshot rounds{last}"
+
+
 def _markdown(run_dir: Path, diag: dict, events: list[dict], plots: list[Path]) -> str:
     manifest = json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").is_file() else {}
     rounds = diag["rounds"]
@@ -149,6 +208,11 @@ def _markdown(run_dir: Path, diag: dict, events: list[dict], plots: list[Path]) 
         f"min {_fmt(diag['spectral_gap_min'])}",
         f"* realised connectivity: mean |Ā| {_fmt(diag['average_connectivity_mean'])}, mean harmonic "
         f"|A| {_fmt(diag['harmonic_connectivity_mean'])}",
+        _exact_rounds_line(diag),
+        f"* final mean collapse std (√d · std of L2-normalised probe embeddings; 0 = collapsed): "
+        f"{_fmt(diag.get('collapse_std_mean'))}",
+        f"* final mean A-MMD (local vs neighbourhood-averaged embeddings of the probe batch): "
+        f"{_fmt(diag.get('a_mmd_mean'))}",
         f"* bytes sent in total: {diag['bytes_out_total'] / 1e6:.1f} MB",
         f"* fault / restart events marked: {len(events)}", "",
         "## Per-peer kNN accuracy", "",
@@ -173,7 +237,8 @@ def write_report(run_dir: str | Path) -> Path:
     events = fault_events(run_dir, diag["rounds"])
     drawn = [plot_knn(diag, events, run_dir / "report_knn.png"),
              plot_consensus(diag, events, run_dir / "report_consensus.png"),
-             plot_bytes(diag, events, run_dir / "report_bytes.png")]
+             plot_bytes(diag, events, run_dir / "report_bytes.png"),
+             plot_representation(diag, events, run_dir / "report_representation.png")]
     plots = [p for p in drawn if p is not None]
     report = run_dir / "report.md"
     report.write_text(_markdown(run_dir, diag, events, plots), encoding="utf-8")

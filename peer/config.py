@@ -64,6 +64,17 @@ class EvalConfig:
     linear_lr: float = 0.01  # Adam learning rate of the probe
     own_distribution: bool = True  # also score on test samples re-drawn to this peer's label histogram
     at_start: bool = True  # evaluate the random-init encoder before training (the baseline)
+    # Representation diagnostics (peer.probe): collapse std and A-MMD on a fixed test-image batch
+    probe_every: int = 5  # gossip rounds between probes (0 = off)
+    probe_size: int = 256  # probe images, drawn seeded by data.seed from the test set (same on every peer)
+    snapshot_every: int = 0  # rounds between snapshots of the published params (exact consensus; 0 = off)
+
+    def __post_init__(self) -> None:
+        for key in ("probe_every", "snapshot_every"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"eval.{key}: expected >= 0 (0 = off), got {getattr(self, key)}")
+        if self.probe_size < 2:
+            raise ConfigError(f"eval.probe_size: expected >= 2, got {self.probe_size}")
 
 
 @dataclass

@@ -12,7 +12,15 @@ matrix W of each round and reports the quantities of PAPER.md §4 on it:
 * the mean per-round neighbour distance ‖θ_i − mean of answering neighbours‖² (the cheap consensus
   proxy every peer already computes while mixing);
 
-and, from the peers' ``final_params.pt``, the exact consensus distance (1/N) Σ‖θ_i − θ̄‖².
+and the exact consensus distance (1/N) Σ‖θ_i − θ̄‖², from the peers' ``final_params.pt`` at the
+end and, per round, from the parameter snapshots the peers save every ``eval.snapshot_every`` rounds
+(``peers/<id>/snapshots/round_<r>.pt``: the params each published for round r, before mixing;
+:func:`snapshot_consensus`). In sync mode round r is one logical moment of the swarm; in async
+mode the peers' round counters are not aligned and the per-round figure is approximate.
+
+Representation diagnostics (:mod:`peer.probe`): each peer's ``probe`` records (collapse std of
+its embeddings of a shared probe batch, A-MMD to its neighbourhood's) are averaged over peers per
+round, and the summary keys ``collapse_std_mean`` / ``a_mmd_mean`` average each peer's last value.
 
 Rows of W: a peer with a round-r record contributes its logged row; a peer that some row gives
 weight to but that logged no round-r record (dead, not yet joined, or its mix timed out) keeps its
@@ -24,7 +32,9 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict, dataclass
+import logging
+import re
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +46,14 @@ from gossip.mixing import spectral_gap
 from gossip.topology import average_connectivity, harmonic_connectivity
 from peer.metrics import read_metrics
 
+log = logging.getLogger(__name__)
+SNAPSHOT_NAME = re.compile(r"^round_(\d+)\.pt$")  # written by peer.trainer.Trainer._save_snapshot
 
 ROUNDS_CSV_FIELDS = (
     "round", "peers_logged", "nodes", "spectral_gap", "average_connectivity", "harmonic_connectivity",
     "neighbour_distance_mean", "answered", "expected", "bytes_in", "bytes_out", "compute_seconds_mean",
     "pull_seconds_mean", "wait_seconds_mean", "staleness_max", "time_first", "time_last",
+    "consensus_distance_exact", "collapse_std_mean", "a_mmd_mean",
 )
 
 
@@ -65,6 +78,9 @@ class RoundDiagnostics:
     staleness_max: int | None
     time_first: float  # unix time of the first / last peer's record of this round
     time_last: float
+    consensus_distance_exact: float | None = None  # from the peers' snapshots of this round (if any)
+    collapse_std_mean: float | None = None  # mean over the peers' probe records of this round
+    a_mmd_mean: float | None = None
 
 
 def peer_records(run_dir: Path) -> dict[str, list[dict]]:
@@ -141,11 +157,26 @@ def consensus_distance(buffers: list[torch.Tensor]) -> float:
     return float(((stacked - stacked.mean(dim=0)) ** 2).sum(dim=1).mean())
 
 
+def _load_params(path: Path) -> dict | None:
+    """A saved {"params", "fingerprint", ...} dict, or None when unreadable (torn, foreign, replaced)."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 — any unreadable file is skipped, never fatal
+        log.warning("skipping unreadable snapshot %s: %s", path, exc)
+        return None
+    if not isinstance(saved, dict) or not torch.is_tensor(saved.get("params")):
+        log.warning("skipping snapshot %s: no params tensor", path)
+        return None
+    return saved
+
+
 def exact_consensus_distance(run_dir: Path) -> float | None:
     """consensus_distance over the peers' final_params.pt (None without matching layouts)."""
     buffers, fingerprints = [], set()
     for path in sorted(Path(run_dir).glob("peers/*/final_params.pt")):
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = _load_params(path)
+        if saved is None:
+            continue
         buffers.append(saved["params"])
         fingerprints.add(saved.get("fingerprint"))
     if not buffers or len(fingerprints) != 1 or len({b.numel() for b in buffers}) != 1:
@@ -153,18 +184,70 @@ def exact_consensus_distance(run_dir: Path) -> float | None:
     return consensus_distance(buffers)
 
 
+def snapshot_consensus(run_dir: str | Path) -> list[dict]:
+    """Exact consensus distance per snapshot round: ``[{round, peers, peer_ids, consensus_distance}]``.
+
+    Reads ``peers/<id>/snapshots/round_<r>.pt`` (the params peer <id> published for round r). A round
+    counts when at least two peers saved a readable snapshot with the same layout fingerprint and
+    size; if layouts differ, the largest agreeing group is used. Rounds in ascending order."""
+    paths: dict[int, dict[str, Path]] = {}
+    for path in sorted(Path(run_dir).glob("peers/*/snapshots/round_*.pt")):
+        match = SNAPSHOT_NAME.match(path.name)
+        if match:
+            paths.setdefault(int(match.group(1)), {})[path.parent.parent.name] = path
+    result = []
+    for rnd in sorted(paths):
+        groups: dict[tuple[Any, int], dict[str, torch.Tensor]] = {}
+        for peer, path in sorted(paths[rnd].items()):
+            saved = _load_params(path)
+            if saved is not None:
+                key = (saved.get("fingerprint"), saved["params"].numel())
+                groups.setdefault(key, {})[peer] = saved["params"]
+        best = max(groups.values(), key=len, default={})
+        if len(best) >= 2:
+            result.append({"round": rnd, "peers": len(best), "peer_ids": sorted(best),
+                           "consensus_distance": consensus_distance(list(best.values()))})
+    return result
+
+
+def _last_probe_mean(per_peer: dict[str, list[dict]], key: str) -> float | None:
+    """Mean over peers of each peer's last non-null ``key`` among its probe records (None if none)."""
+    last = []
+    for records in per_peer.values():
+        values = [r[key] for r in records if r.get("kind") == "probe" and r.get(key) is not None]
+        if values:
+            last.append(float(values[-1]))
+    return _mean(last)
+
+
 def _peer_series(records: list[dict]) -> dict[str, Any]:
-    """Per-peer series the report plots: kNN per evaluation, bytes out per round."""
+    """Per-peer series the report plots: kNN per evaluation, bytes out per round, probe diagnostics."""
     evals = [{"round": r.get("round"), "step": r.get("step"), "tag": r.get("tag"), "knn": r.get("knn")}
              for r in records if r.get("kind") == "eval"]
     rounds = [{"round": r["round"], "bytes_out": r.get("bytes_out"), "bytes_in": r.get("bytes_in"),
                "neighbour_distance_sq": r.get("neighbour_distance_sq"), "answered": r.get("answered"),
                "expected": r.get("expected")} for r in records if r.get("kind") == "round"]
-    return {"evals": evals, "rounds": rounds}
+    probes = [{"round": r["round"], "step": r.get("step"), "collapse_std": r.get("collapse_std"),
+               "collapse_std_mixed": r.get("collapse_std_mixed"), "a_mmd": r.get("a_mmd"),
+               "seconds": r.get("seconds")}
+              for r in records if r.get("kind") == "probe" and r.get("round") is not None]
+    return {"evals": evals, "rounds": rounds, "probes": probes}
+
+
+def _probe_means(per_peer: dict[str, list[dict]]) -> dict[int, dict[str, float | None]]:
+    """round -> mean collapse std / A-MMD over the peers' probe records of that round."""
+    by_round: dict[int, list[dict]] = {}
+    for records in per_peer.values():
+        for r in records:
+            if r.get("kind") == "probe" and r.get("round") is not None:
+                by_round.setdefault(int(r["round"]), []).append(r)
+    return {rnd: {key: _mean([r[key] for r in recs if r.get(key) is not None])
+                  for key in ("collapse_std", "a_mmd")} for rnd, recs in by_round.items()}
 
 
 def collect_diagnostics(run_dir: str | Path) -> dict[str, Any]:
-    """Every round's swarm diagnostics + per-peer series + the exact final consensus distance."""
+    """Every round's swarm diagnostics + per-peer series + the exact consensus distances (final and
+    per snapshot round) + the probe diagnostics."""
     run_dir = Path(run_dir)
     per_peer = peer_records(run_dir)
     by_round: dict[int, list[dict]] = {}
@@ -172,24 +255,34 @@ def collect_diagnostics(run_dir: str | Path) -> dict[str, Any]:
         for r in records:
             if r.get("kind") == "round" and r.get("round") is not None:
                 by_round.setdefault(int(r["round"]), []).append(r)
-    rounds = [round_diagnostics(k, by_round[k]) for k in sorted(by_round)]
+    exact = snapshot_consensus(run_dir)
+    exact_by_round = {e["round"]: e["consensus_distance"] for e in exact}
+    probes = _probe_means(per_peer)
+    rounds = [replace(round_diagnostics(k, by_round[k]), consensus_distance_exact=exact_by_round.get(k),
+                      collapse_std_mean=probes.get(k, {}).get("collapse_std"),
+                      a_mmd_mean=probes.get(k, {}).get("a_mmd"))
+              for k in sorted(by_round)]
     gaps = [r.spectral_gap for r in rounds]
     return {
         "run_dir": str(run_dir),
         "peers": sorted(per_peer),
         "rounds": [asdict(r) for r in rounds],
         "consensus_distance_exact": exact_consensus_distance(run_dir),
+        "consensus_exact_rounds": exact,
         "spectral_gap_mean": _mean(gaps),
         "spectral_gap_min": min(gaps) if gaps else None,
         "average_connectivity_mean": _mean([r.average_connectivity for r in rounds]),
         "harmonic_connectivity_mean": _mean([r.harmonic_connectivity for r in rounds]),
         "bytes_out_total": sum(r.bytes_out for r in rounds),
+        "collapse_std_mean": _last_probe_mean(per_peer, "collapse_std"),  # both read by the sweep runner
+        "a_mmd_mean": _last_probe_mean(per_peer, "a_mmd"),
         "per_peer": {peer: _peer_series(records) for peer, records in per_peer.items()},
     }
 
 
 def write_diagnostics(run_dir: str | Path) -> dict[str, Any]:
-    """Collect and write ``diagnostics.json`` and ``rounds.csv`` (one row per round) into the run dir."""
+    """Collect and write ``diagnostics.json`` and ``rounds.csv`` (one row per round; empty cells where a
+    round has no snapshot / probe value) into the run dir."""
     run_dir = Path(run_dir)
     result = collect_diagnostics(run_dir)
     (run_dir / "diagnostics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

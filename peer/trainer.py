@@ -6,6 +6,8 @@ Read :meth:`Trainer.run` top to bottom::
     -> objective.training_step -> backward -> optimizer step (AMP + GradScaler on CUDA)
     -> every `period` steps: flat params (+ MAR payload) -> hook.publish -> hook.mix().result()
        -> mixed params back into the model (+ z_global) -> log the round
+       (on their round schedules: a parameter snapshot, and the probe-batch diagnostics before and
+       after the mix, timed apart from the round and from the training-time budget)
     -> progress / metrics line, evaluation and checkpoint on their schedules
     -> stop on the step / epoch / wall-clock budget or when request_stop() is called
 
@@ -46,6 +48,7 @@ from peer.partition import parse_partition, partition, partition_report, write_p
 from peer.evaluate import EvalSettings, evaluate, own_distribution_indices
 from peer.flat import FlatLayout
 from peer.metrics import MetricsWriter, RunningMean, format_progress, progress_logger
+from peer.probe import ProbeBatch, collapse_std, embedding_a_mmd, probe_batch, probe_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +166,10 @@ class Trainer:
         self._perm_epoch = -1
         self._perm: torch.Tensor | None = None
         self._train_seconds = 0.0
+        self._diagnostics_seconds = 0.0  # probes + snapshots: kept out of the round timings and budget
+        self._probe: ProbeBatch | None = None
+        if cfg.eval.probe_every and data.test is not None and len(data.test.labels) >= 2:
+            self._probe = probe_batch(data.test, cfg.eval.probe_size, cfg.data.seed)
 
     # ------------------------------------------------------------------ construction
 
@@ -295,7 +302,7 @@ class Trainer:
                 break
             if t.time_budget_s is not None and self._train_seconds >= t.time_budget_s:
                 break
-            started = time.perf_counter()
+            started, diagnostics_before = time.perf_counter(), self._diagnostics_seconds
             loss, logs = self._train_step()
             step_seconds = time.perf_counter() - started
             self.step += 1
@@ -307,7 +314,8 @@ class Trainer:
             self._compute_since_round += time.perf_counter() - started
             if self.step % t.period == 0:
                 self._gossip_round()
-            self._train_seconds += time.perf_counter() - started
+            diagnostics = self._diagnostics_seconds - diagnostics_before
+            self._train_seconds += time.perf_counter() - started - diagnostics
             if self.step % t.log_every == 0:
                 self._log_train(loss, loss_avg.value, logs, interval_images / max(interval_seconds, 1e-9))
                 interval_images, interval_seconds = 0, 0.0
@@ -320,6 +328,7 @@ class Trainer:
     def _finish(self, final_eval: bool) -> dict:
         summary: dict[str, Any] = {"peer": self.peer_id, "step": self.step, "round": self.round,
                                    "train_seconds": round(self._train_seconds, 3),
+                                   "diagnostics_seconds": round(self._diagnostics_seconds, 3),
                                    "stopped": self._stop.is_set()}
         if final_eval and self.data.bank is not None:
             summary["eval"] = self.evaluate(tag="final")
@@ -380,11 +389,20 @@ class Trainer:
         return loss.item(), {"lr": lr, **logs}
 
     def _gossip_round(self) -> None:
-        """Publish this round's flat params (+ MAR payload), mix with neighbours, load the result."""
+        """Publish this round's flat params (+ MAR payload), mix with neighbours, load the result.
+
+        On their schedules (issue 7 §1) the round also saves the published params as a snapshot and
+        embeds the probe batch with the local model (after publishing, before the mix is loaded) and
+        with the mixed model; that time is measured apart and left out of the round's time split."""
         next_round = self.round + 1
         compute_seconds, self._compute_since_round = self._compute_since_round, 0.0
+        probing = self._probe is not None and next_round % self.cfg.eval.probe_every == 0
         if self.hook is None:
             self.round = next_round
+            if probing:
+                started = time.perf_counter()
+                z_local = self._embed_probe()
+                self._write_probe(next_round, z_local, None, started)
             return
         blocked_from = time.perf_counter()
         if self._flat_buf is None:
@@ -392,6 +410,14 @@ class Trainer:
         flat = self.layout.flatten(self.objective, out=self._flat_buf)
         payload = self.objective.round_payload()
         self.hook.publish(flat, round=next_round, embedding=payload)
+        diagnostics_from = time.perf_counter()
+        if self.cfg.eval.snapshot_every and next_round % self.cfg.eval.snapshot_every == 0:
+            self._save_snapshot(next_round, flat)
+        probe_from = time.perf_counter()
+        z_local = self._embed_probe() if probing else None  # the model still holds the local params
+        probe_seconds = time.perf_counter() - probe_from
+        diagnostics_seconds = time.perf_counter() - diagnostics_from
+        self._diagnostics_seconds += diagnostics_seconds
         timeout = self.cfg.gossip.deadline_s * 3 + 30.0  # the future resolves by its pulls' deadlines
         try:
             result = self.hook.mix().result(timeout=timeout)
@@ -400,14 +426,47 @@ class Trainer:
                         self.peer_id, next_round, timeout)
             self.round = next_round
             self._write("round", step=self.step, round=next_round, error="mix timeout",
-                        compute_seconds=compute_seconds, blocked_seconds=time.perf_counter() - blocked_from)
+                        compute_seconds=compute_seconds,
+                        blocked_seconds=time.perf_counter() - blocked_from - diagnostics_seconds)
+            if z_local is not None:
+                self._write_probe(next_round, z_local, None, time.perf_counter(), probe_seconds)
             return
         self.layout.load_(self.objective, result.params)
         if result.embedding is not None:
             self.objective.set_global_embedding(result.embedding.to(self.device), next_round)
         self.round = next_round
         self.last_mix = result
-        self._write_round(next_round, result, compute_seconds, time.perf_counter() - blocked_from)
+        self._write_round(next_round, result, compute_seconds,
+                          time.perf_counter() - blocked_from - diagnostics_seconds)
+        if z_local is not None:
+            started = time.perf_counter()
+            self._write_probe(next_round, z_local, self._embed_probe(), started, probe_seconds)
+
+    def _embed_probe(self) -> torch.Tensor:
+        """The probe batch's frozen features under the model's current parameters."""
+        return probe_embeddings(self.objective, self._probe.images, self.device, self.cfg.eval.batch_size)
+
+    def _write_probe(self, round_number: int, z_local: torch.Tensor, z_mixed: torch.Tensor | None,
+                     started: float, earlier_seconds: float = 0.0) -> None:
+        """The ``probe`` record: collapse std of the local (pre-mix) and mixed embeddings and their
+        A-MMD (None without a mix). ``seconds`` = the probe's whole cost: ``earlier_seconds`` (the
+        pre-mix embedding, already counted as diagnostics time) plus the time since ``started``."""
+        record = {"collapse_std": collapse_std(z_local),
+                  "collapse_std_mixed": collapse_std(z_mixed) if z_mixed is not None else None,
+                  "a_mmd": embedding_a_mmd(z_local, z_mixed) if z_mixed is not None else None}
+        seconds = time.perf_counter() - started
+        self._diagnostics_seconds += seconds
+        self._write("probe", step=self.step, round=round_number, **record, probe_size=self._probe.size,
+                    seconds=round(earlier_seconds + seconds, 4))
+
+    def _save_snapshot(self, round: int, flat: torch.Tensor) -> Path | None:
+        """Atomically save the params published for ``round`` (float32) to
+        ``<run dir>/snapshots/round_{round:05d}.pt`` for :func:`peer.diagnostics.snapshot_consensus`."""
+        if self.run_dir is None:
+            return None
+        path = self.run_dir / "snapshots" / f"round_{round:05d}.pt"
+        return ckpt.atomic_torch_save({"params": flat.float(), "fingerprint": self.layout.fingerprint,
+                                       "round": round, "step": self.step}, path)
 
     def _write_round(self, round: int, result: MixResult, compute_seconds: float, blocked_seconds: float) -> None:
         """The round's diagnostics record (issue 7 §1): the realised W row (self weight + each
@@ -416,7 +475,7 @@ class Trainer:
         Time split: ``compute_seconds`` = training steps since the previous round; ``pull_seconds`` =
         communicating (until the last pull finished or hit its deadline); ``mix_seconds`` = averaging;
         ``wait_seconds`` = the rest of the time training was blocked on the round (publishing, loading
-        the mixed params, waiting for the hook)."""
+        the mixed params, waiting for the hook). Snapshot and probe time is not in any of them."""
         stalenesses = [n.staleness for n in result.neighbours if n.answered and n.staleness is not None]
         self._write("round", step=self.step, round=round, mode=self.cfg.gossip.mode, answered=result.answered,
                     expected=result.expected, self_weight=result.self_weight, bytes_in=result.bytes_in,
