@@ -17,7 +17,7 @@ from pathlib import Path
 
 _PEER_SIDE = {"train": "train_main", "peer": "peer_main", "join": "join_main", "status": "status_main"}
 _LAUNCHER = {"swarm": "swarm_main", "demo": "demo_main"}
-_REPORT = "report"  # launcher.report: Markdown + PNG report of a run directory
+_REPORT = "report"  # launcher.report (a run directory) or launcher.study_report (a sweep directory)
 _SWEEP = "sweep"  # launcher.sweep: a grid of swarm runs, resumable, one results table
 
 
@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return getattr(launcher.swarm, _LAUNCHER[command])(rest)
     if command == _REPORT:
+        if rest and not rest[0].startswith("-") and (Path(rest[0]) / "results.csv").is_file():
+            import launcher.study_report  # a sweep directory
+
+            return launcher.study_report.study_report_main(rest)
         import launcher.report
 
         return launcher.report.report_main(rest)

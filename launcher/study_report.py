@@ -49,16 +49,12 @@ from launcher.claims import (
     write_claims_csv,
 )
 from launcher.report import fault_events
+from launcher.sweep import FIXED_COLUMNS
 
 IID_ALPHA = 1e5  # the paper's tables write IID as Dirichlet α = 1e5
 METRIC = "knn_mean"
 # results.csv columns that are not grid axes (everything else is an axis label column)
-RESOLVED_COLUMNS = {
-    "run", "status", "seed", "objective", "partition", "topology", "peers", "steps", "period", "faults",
-    "knn_mean", "knn_std", "knn_min", "knn_max", "knn_init_mean", "consensus_distance", "spectral_gap_mean",
-    "spectral_gap_min", "average_connectivity_mean", "harmonic_connectivity_mean", "bytes_out_total",
-    "rounds_min", "collapse_std_mean", "a_mmd_mean", "wall_s", "run_dir",
-}
+RESOLVED_COLUMNS = FIXED_COLUMNS
 FALLBACK_CONDITION = ("objective", "partition", "topology", "peers", "steps", "period", "faults")
 _DIRICHLET = re.compile(r"^dirichlet[a-z_]*:(?:alpha=)?([0-9.eE+-]+)$")
 _MATCH_COLUMNS = ("objective", "partition", "topology", "peers", "steps", "period", "seed")
@@ -456,21 +452,21 @@ def plot_fault_run(sweep: Sweep, row: dict, path: Path) -> Plot:
     return _save(fig, path), caption
 
 
-def plot_faults(sweep: Sweep) -> list[Plot]:
+def plot_faults(sweep: Sweep, out_dir: Path) -> list[Plot]:
     rows = [r for r in sweep.complete if r.get("faults")]
     if not rows:
         return [(None, "fault timelines skipped: the sweep has no complete run with a fault schedule.")]
     out = []
     for i, (_, group) in enumerate(sorted(_group(rows, sweep.condition).items())):
         first = min(group, key=lambda r: (_float(r.get("seed")) is None, _float(r.get("seed")) or 0, r.get("seed")))
-        out.append(plot_fault_run(sweep, first, sweep.path / f"report_faults_{i + 1}.png"))
+        out.append(plot_fault_run(sweep, first, out_dir / f"report_faults_{i + 1}.png"))
     return out
 
 
 # ---------------------------------------------------------------- markdown
 
 
-def _summary(sweep: Sweep) -> list[str]:
+def _summary(sweep: Sweep, out: Path) -> list[str]:
     statuses = _group(sweep.rows, lambda r: r.get("status") or "unknown")
     seeds = sorted({r.get("seed", "") for r in sweep.complete}, key=lambda s: (_float(s) is None, _float(s) or 0, s))
     conditions = {sweep.condition(r) for r in sweep.rows}
@@ -479,16 +475,19 @@ def _summary(sweep: Sweep) -> list[str]:
              (f"* runs: {len(sweep.rows)} ({', '.join(f'{k} {len(v)}' for k, v in sorted(statuses.items()))}); "
               f"{excluded} not complete and excluded from every statistic"),
              f"* seeds with complete runs: {', '.join(seeds) or 'none'}; conditions: {len(conditions)}"]
+    walls = [w for w in (_float(r.get("wall_s")) for r in sweep.rows) if w is not None]
+    if walls:
+        lines.append(f"* wall time of the runs, summed: {sum(walls) / 60:.1f} min (one after another on one host)")
     for axis in sweep.axes:
         values = list(dict.fromkeys(r.get(axis, "") for r in sweep.rows))
         lines.append(f"* axis `{axis}`: {', '.join(values)}")
-    if (sweep.path / "grid.yaml").is_file():
-        lines.append("* grid: [grid.yaml](grid.yaml)")
+    if (out / "grid.yaml").is_file():
+        lines.append("* grid: [grid.yaml](grid.yaml); every run: [results.csv](results.csv)")
     return lines + [""]
 
 
 def _results_table(sweep: Sweep) -> list[str]:
-    columns = [("kNN acc", METRIC, ".3g", 1), ("\\|Ā\\|", "average_connectivity_mean", ".3g", 1),
+    columns = [("kNN acc", METRIC, ".3g", 1), ("linear acc", "linear_mean", ".3g", 1), ("\\|Ā\\|", "average_connectivity_mean", ".3g", 1),
                ("spectral gap", "spectral_gap_mean", ".3g", 1), ("consensus dist.", "consensus_distance", ".3g", 1),
                ("MB sent", "bytes_out_total", ".4g", 1e-6), ("wall s", "wall_s", ".4g", 1)]
     head = "| condition | complete / runs | " + " | ".join(c[0] for c in columns) + " |"
@@ -533,23 +532,23 @@ def claims_markdown(results: list[ClaimResult]) -> list[str]:
     return lines + ([""] + notes if notes else []) + [""]
 
 
-def _runs_table(sweep: Sweep) -> list[str]:
+def _runs_table(sweep: Sweep, out: Path) -> list[str]:
     lines = ["## Runs", "", "| run | status | seed | condition | run dir |", "|---|---|---|---|---|"]
     for r in sweep.rows:
         run = sweep.run_dir(r)
         link = "-"
         if run is not None:
-            rel = os.path.relpath(run, sweep.path)
+            rel = os.path.relpath(run, out)
             link = f"[{rel}]({rel})" + (f" ([report]({rel}/report.md))" if (run / "report.md").is_file() else "")
         lines.append(f"| {r.get('run', '')} | {r.get('status', '')} | {r.get('seed', '')} | {sweep.condition(r)} | {link} |")
     return lines + [""]
 
 
-def _markdown(sweep: Sweep, plots: list[Plot], claims: list[ClaimResult] | None) -> str:
+def _markdown(sweep: Sweep, plots: list[Plot], claims: list[ClaimResult] | None, out: Path) -> str:
     lines = [f"# Robustness study: {sweep.path.name}", ""]
     if sweep.grid.get("description"):
         lines += [str(sweep.grid["description"]).strip(), ""]
-    lines += _summary(sweep) + _results_table(sweep)
+    lines += _summary(sweep, out) + _results_table(sweep)
     if claims:
         lines += claims_markdown(claims)
     lines += ["## Plots", ""]
@@ -559,52 +558,57 @@ def _markdown(sweep: Sweep, plots: list[Plot], claims: list[ClaimResult] | None)
     skipped = [caption for png, caption in plots if png is None]
     if skipped:
         lines += ["Not drawn:", ""] + [f"* {c}" for c in skipped] + [""]
-    lines += _runs_table(sweep)
+    lines += _runs_table(sweep, out)
     return "\n".join(lines)
 
 
-def write_study_report(sweep_dir: str | Path) -> Path:
-    """Draw the plots, evaluate the grid's claims (writing claims.csv) and write ``report.md``."""
+def write_study_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+    """Draw the plots, evaluate the grid's claims (writing claims.csv) and write ``report.md``.
+
+    Everything goes into ``out_dir`` (default: the sweep directory); a separate ``out_dir`` (e.g.
+    ``docs/results/study``) also gets copies of ``grid.yaml`` and ``results.csv`` so that the report
+    stands on its own, and its run links point back into the sweep directory."""
     sweep = load_sweep(sweep_dir)
-    for old in sweep.path.glob("report_*.png"):
+    out = Path(out_dir) if out_dir is not None else sweep.path
+    out.mkdir(parents=True, exist_ok=True)
+    if out.resolve() != sweep.path.resolve():
+        for name in ("grid.yaml", "results.csv"):
+            if (sweep.path / name).is_file():
+                shutil.copyfile(sweep.path / name, out / name)
+    for old in out.glob("report_*.png"):
         old.unlink()  # a plot skipped this time must not survive from an earlier report
     plots: list[Plot] = [
-        plot_accuracy_vs_alpha(sweep, sweep.path / "report_accuracy_alpha.png"),
-        plot_drop(sweep, sweep.path / "report_drop.png"),
-        plot_accuracy_vs_connectivity(sweep, sweep.path / "report_connectivity.png"),
-        plot_consensus(sweep, sweep.path / "report_consensus.png"),
-        plot_bytes(sweep, sweep.path / "report_bytes.png"),
-        *plot_faults(sweep),
+        plot_accuracy_vs_alpha(sweep, out / "report_accuracy_alpha.png"),
+        plot_drop(sweep, out / "report_drop.png"),
+        plot_accuracy_vs_connectivity(sweep, out / "report_connectivity.png"),
+        plot_consensus(sweep, out / "report_consensus.png"),
+        plot_bytes(sweep, out / "report_bytes.png"),
+        *plot_faults(sweep, out),
     ]
     claims = load_claims(sweep.path / "grid.yaml") if (sweep.path / "grid.yaml").is_file() else []
     results = evaluate_claims(sweep.rows, claims) if claims else None
     if results:
-        write_claims_csv(results, sweep.path / "claims.csv")
-    elif (sweep.path / "claims.csv").is_file():
-        (sweep.path / "claims.csv").unlink()  # the grid no longer has claims: no stale verdicts
-    report = sweep.path / "report.md"
-    report.write_text(_markdown(sweep, plots, results), encoding="utf-8")
+        write_claims_csv(results, out / "claims.csv")
+    elif (out / "claims.csv").is_file():
+        (out / "claims.csv").unlink()  # the grid no longer has claims: no stale verdicts
+    report = out / "report.md"
+    report.write_text(_markdown(sweep, plots, results, out), encoding="utf-8")
     return report
 
 
 def study_report_main(argv: list[str]) -> int:
-    """``dssl report SWEEP_DIR [--claims-out PATH]``: report.md + PNGs (+ claims.csv) of a sweep."""
+    """``dssl report SWEEP_DIR [--out DIR]``: report.md + PNGs (+ claims.csv) of a sweep."""
     p = argparse.ArgumentParser(prog="dssl report", description="Markdown + PNG report of a sweep directory.")
     p.add_argument("sweep_dir", type=Path, help="a sweep directory (contains results.csv)")
-    p.add_argument("--claims-out", type=Path, default=None, help="also copy claims.csv here (e.g. docs/results/)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="write the report, plots, claims.csv and copies of grid.yaml + results.csv here "
+                        "(e.g. docs/results/study); default: the sweep directory")
     args = p.parse_args(argv)
     if not (args.sweep_dir / "results.csv").is_file():
         print(f"dssl report: error: {args.sweep_dir} is not a sweep directory (no results.csv)", file=sys.stderr)
         return 2
-    report = write_study_report(args.sweep_dir)
-    claims = args.sweep_dir / "claims.csv"
-    if args.claims_out is not None:
-        if not claims.is_file():
-            print(f"dssl report: error: --claims-out given but {args.sweep_dir}/grid.yaml has no claims",
-                  file=sys.stderr)
-            return 2
-        args.claims_out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(claims, args.claims_out)
-    pngs = len(list(args.sweep_dir.glob("report_*.png")))
+    report = write_study_report(args.sweep_dir, args.out)
+    claims = report.parent / "claims.csv"
+    pngs = len(list(report.parent.glob("report_*.png")))
     print(f"dssl report: wrote {report} and {pngs} plots" + (f"; claims: {claims}" if claims.is_file() else ""))
     return 0

@@ -82,13 +82,13 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 RESULT_COLUMNS_HEAD = ("run", "status", "seed")  # then the axis names, then RESULT_COLUMNS_TAIL
 RESULT_COLUMNS_TAIL = (
     "objective", "partition", "topology", "peers", "steps", "period", "faults",
-    "knn_mean", "knn_std", "knn_min", "knn_max", "knn_init_mean", "consensus_distance",
+    "knn_mean", "knn_std", "knn_min", "knn_max", "knn_init_mean", "linear_mean", "consensus_distance",
     "spectral_gap_mean", "spectral_gap_min", "average_connectivity_mean", "harmonic_connectivity_mean",
     "bytes_out_total", "rounds_min", "collapse_std_mean", "a_mmd_mean", "wall_s", "run_dir",
 )
 FIXED_COLUMNS = frozenset(RESULT_COLUMNS_HEAD + RESULT_COLUMNS_TAIL)
 _INT_COLUMNS = {"seed", "peers", "steps", "period", "bytes_out_total", "rounds_min"}
-_FLOAT_COLUMNS = {"knn_mean", "knn_std", "knn_min", "knn_max", "knn_init_mean", "consensus_distance",
+_FLOAT_COLUMNS = {"knn_mean", "knn_std", "knn_min", "knn_max", "knn_init_mean", "linear_mean", "consensus_distance",
                   "spectral_gap_mean", "spectral_gap_min", "average_connectivity_mean",
                   "harmonic_connectivity_mean", "collapse_std_mean", "a_mmd_mean", "wall_s"}
 _MANIFEST_COLUMNS = ("objective", "partition", "topology", "peers", "steps", "period", "wall_s", "run_dir")
@@ -661,9 +661,12 @@ def _finite(value: Any) -> float | None:
 
 
 def _run_metrics(run_path: Path) -> dict[str, Any]:
-    """The numbers of a complete run: kNN over its peers (summary.json, written by collect) and
-    the swarm diagnostics (diagnostics.json); keys a file lacks stay None."""
+    """The numbers of a complete run: kNN over its peers (summary.json, written by collect), the
+    linear probe over its peers (each peer's final.json) and the swarm diagnostics
+    (diagnostics.json); keys a file lacks stay None."""
     summary = _read_json(run_path / "summary.json") or {}
+    finals = [_read_json(p) or {} for p in sorted(run_path.glob("peers/*/final.json"))]
+    linear = [v for v in (_finite((f.get("eval_final") or {}).get("linear")) for f in finals) if v is not None]
     diagnostics = _read_json(run_path / "diagnostics.json") or {}
     peers = summary.get("peers") or []
     knn = [v for v in (_finite(p.get("knn")) for p in peers) if v is not None]
@@ -673,6 +676,7 @@ def _run_metrics(run_path: Path) -> dict[str, Any]:
         "knn_std": statistics.pstdev(knn) if knn else None,  # spread over this run's peers
         "knn_min": min(knn, default=None), "knn_max": max(knn, default=None),
         "knn_init_mean": statistics.fmean(init) if init else None,
+        "linear_mean": statistics.fmean(linear) if linear else None,
         "consensus_distance": _finite(summary.get("consensus_distance")),
         "rounds_min": summary.get("min_rounds"),
     }

@@ -7,15 +7,12 @@ import json
 from pathlib import Path
 
 from launcher.claims import CLAIMS_CSV_FIELDS
+from launcher.sweep import result_columns
 from launcher.study_report import alpha_of, study_report_main, write_study_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 T0 = 1_800_000_000.0
-FIELDS = ["run", "status", "seed", "method", "split", "graph", "objective", "partition", "topology", "peers",
-          "steps", "period", "faults", "knn_mean", "knn_std", "knn_min", "knn_max", "knn_init_mean",
-          "consensus_distance", "spectral_gap_mean", "spectral_gap_min", "average_connectivity_mean",
-          "harmonic_connectivity_mean", "bytes_out_total", "rounds_min", "collapse_std_mean", "a_mmd_mean",
-          "wall_s", "run_dir"]
+FIELDS = result_columns(["method", "split", "graph"])  # the columns dssl sweep writes
 SPLITS = {"iid": "iid", "dir1": "dirichlet:1", "dir0.1": "dirichlet:0.1", "fskew": "feature_skew"}
 DROP = {"mae": {"iid": 0, "dir1": 0.01, "dir0.1": 0.02, "fskew": 0.015},
         "simsiam": {"iid": 0, "dir1": 0.04, "dir0.1": 0.10, "fskew": 0.06}}
@@ -101,9 +98,8 @@ def test_alpha_of_resolved_partitions():
 def test_study_report_writes_every_plot_the_claims_and_links(tmp_path, capsys):
     # prepare
     sweep = make_sweep(tmp_path)
-    out = tmp_path / "docs" / "claims.csv"
     # execute
-    code = study_report_main([str(sweep), "--claims-out", str(out)])
+    code = study_report_main([str(sweep)])
     # assert
     assert code == 0
     text = (sweep / "report.md").read_text()
@@ -124,7 +120,22 @@ def test_study_report_writes_every_plot_the_claims_and_links(tmp_path, capsys):
     assert [c["reproduced"] for c in claims] == ["yes", "no"]
     assert float(claims[0]["mean_a"]) == 0.02 and claims[0]["seeds"] == "3"
     assert "no complete rows for graph = rr4" in text
-    assert out.read_text() == (sweep / "claims.csv").read_text()
+
+
+def test_study_report_into_another_directory_stands_on_its_own(tmp_path):
+    # prepare
+    sweep = make_sweep(tmp_path)
+    out = tmp_path / "docs" / "study"
+    # execute
+    code = study_report_main([str(sweep), "--out", str(out)])
+    # assert: report, plots, claims and the sweep's grid + results are there; run links reach the sweep
+    assert code == 0
+    assert not (sweep / "report.md").exists()
+    text = (out / "report.md").read_text()
+    for name in ("claims.csv", "grid.yaml", "results.csv", "report_drop.png", "report_faults_1.png"):
+        assert (out / name).is_file(), name
+    assert (out / "results.csv").read_text() == (sweep / "results.csv").read_text()
+    assert "](../../sweep/runs/mae-iid-ring-s0/20260101-000000-mae-iid-ring-s0)" in text
 
 
 def test_missing_data_skips_plots_with_a_reason(tmp_path):

@@ -72,7 +72,8 @@ class FakeRunner:
             if not crashed:
                 (peer_dir / "final.json").write_text(json.dumps({
                     "peer_id": peer.peer_id, "step": 4, "round": 2 + peer.index,
-                    "eval_final": {"knn": 0.5 + 0.1 * peer.index}, "eval_init": {"knn": 0.1}}))
+                    "eval_final": {"knn": 0.5 + 0.1 * peer.index, "linear": 0.6 + 0.1 * peer.index},
+                    "eval_init": {"knn": 0.1}}))
         return run, codes
 
 
@@ -375,6 +376,7 @@ def test_results_csv_has_the_columns_in_order_and_the_run_numbers(tmp_path):
     assert mae["knn_mean"] == pytest.approx(0.55) and mae["knn_std"] == pytest.approx(0.05)
     assert (mae["knn_min"], mae["knn_max"]) == (pytest.approx(0.5), pytest.approx(0.6))
     assert mae["knn_init_mean"] == pytest.approx(0.1) and mae["rounds_min"] == 2
+    assert mae["linear_mean"] == pytest.approx(0.65)
     assert mae["spectral_gap_mean"] == 0.25 and mae["spectral_gap_min"] == 0.125
     assert mae["bytes_out_total"] == 123456 and isinstance(mae["bytes_out_total"], int)
     assert mae["collapse_std_mean"] == 0.03 and mae["a_mmd_mean"] is None  # absent key -> empty cell
