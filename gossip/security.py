@@ -18,18 +18,26 @@ Two independent layers, either or both on:
 
 The secret comes from a file or the ``DSSL_SWARM_SECRET`` environment variable (``load_secret``),
 never from the command line, and is kept out of every ``repr``.
+
+A peer launched on another host over ssh has neither its certificate nor the secret file on its
+disk: the launcher sends them as one line on the peer's stdin (``encode_credentials`` /
+``read_credentials``), never on a command line, where ``ps`` would show them.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import json
 import os
 import struct
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import BinaryIO
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +97,61 @@ class TLSFiles:
         """Verify the server against the swarm CA (and its SANs against the dialled host); present ours."""
         ca, cert, key = self._read()
         return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+
+
+# ---- credentials sent on a peer's stdin (ssh launches) ----------------------------------------
+
+MAX_CREDENTIALS_BYTES = 64 * 1024  # three PEM files and a secret are a few KiB
+
+
+def encode_credentials(tls_dir: str | Path | None, peer_id: str, secret: bytes | None) -> bytes:
+    """One line (base64 of JSON, newline-terminated) carrying ``peer_id``'s TLS files from
+    ``tls_dir`` (``TLSFiles.from_dir`` layout) and/or the swarm secret."""
+    payload: dict = {"peer_id": peer_id, "tls": None, "secret": None}
+    if tls_dir is not None:
+        files = TLSFiles.from_dir(tls_dir, peer_id)
+        ca, cert, key = files._read()
+        payload["tls"] = {"ca": ca.decode(), "cert": cert.decode(), "key": key.decode()}
+    if secret is not None:
+        payload["secret"] = secret.decode()
+    return base64.b64encode(json.dumps(payload).encode()) + b"\n"
+
+
+def read_credentials(stream: BinaryIO, directory: str | Path) -> tuple[Path | None, bytes | None]:
+    """Read the line of :func:`encode_credentials` from ``stream``; write the TLS files (keys 0600)
+    into ``directory`` (created 0700). Returns (TLS directory or None, secret or None).
+
+    Raises SecurityConfigError on end of input, an oversized or malformed line, or short secret."""
+    line = stream.readline(MAX_CREDENTIALS_BYTES + 1)
+    if not line:
+        raise SecurityConfigError("--credentials-stdin: stdin closed before the credentials line arrived")
+    if len(line) > MAX_CREDENTIALS_BYTES:
+        raise SecurityConfigError(f"--credentials-stdin: the credentials line exceeds {MAX_CREDENTIALS_BYTES} bytes")
+    try:
+        payload = json.loads(base64.b64decode(line.strip(), validate=True))
+        peer_id, tls, secret = payload["peer_id"], payload["tls"], payload["secret"]
+        if not isinstance(peer_id, str) or not peer_id or "/" in peer_id or peer_id.startswith("."):
+            raise ValueError(f"bad peer id {peer_id!r}")
+        if tls is not None and not all(isinstance(tls.get(k), str) for k in ("ca", "cert", "key")):
+            raise ValueError("tls needs the strings ca, cert and key")
+        if secret is not None and not isinstance(secret, str):
+            raise ValueError("the secret must be a string")
+    except (binascii.Error, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise SecurityConfigError(f"--credentials-stdin: malformed credentials line ({exc})") from None
+    tls_dir = None
+    if tls is not None:
+        tls_dir = Path(directory)
+        tls_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for name, text, mode in (("ca.crt", tls["ca"], 0o644), (f"{peer_id}.crt", tls["cert"], 0o644),
+                                 (f"{peer_id}.key", tls["key"], 0o600)):
+            fd = os.open(tls_dir / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+    secret_bytes = secret.strip().encode() if secret is not None else None
+    if secret_bytes is not None and len(secret_bytes) < MIN_SECRET_BYTES:
+        raise SecurityConfigError(f"--credentials-stdin: the swarm secret is {len(secret_bytes)} bytes; "
+                                  f"use at least {MIN_SECRET_BYTES}")
+    return tls_dir, secret_bytes
 
 
 # ---- the swarm secret -----------------------------------------------------------------------

@@ -17,8 +17,13 @@ bootstrap, and every other peer joins the same DHT through the bootstrap's multi
 
 Transports: ``local`` runs the command here; ``netns:<name>`` runs it inside a Linux network
 namespace on this machine (``ip netns exec``; the tests' stand-in for a second host); ``ssh`` runs
-it on the host over ssh with the peer's config passed inline, stdin held open (the remote peer stops
-cleanly when the launcher's ssh ends), and readiness read from the peer's stdout.
+it on the host over ssh with the peer's config passed inline, its TLS certificate and the swarm
+secret sent as one line on its stdin (never on a command line), stdin held open (the remote peer
+stops cleanly when the launcher's ssh ends), and readiness read from the peer's stdout.
+
+Security is that of ``dssl swarm``: mutual TLS with a fresh swarm CA whose certificates name every
+host's address (``--insecure`` turns it off), plus the optional swarm secret. A fault schedule
+needs the peers' run directories on this machine (``local`` and ``netns`` hosts).
 """
 
 from __future__ import annotations
@@ -33,9 +38,11 @@ from pathlib import Path
 
 import yaml
 
-from launcher.local import LocalSwarm, PeerStartError, SignalForwarder, Transport, supervise, tail
+from launcher.faults import FaultSchedule, start_and_supervise
+from launcher.local import LocalSwarm, PeerStartError, SignalForwarder, Transport, tail
 from launcher.rundir import RunDir, Timeline
 from launcher.spec import PeerPlan, SpecError, SwarmPlan
+from peer.cli import credentials_line
 
 _REPO = Path(__file__).resolve().parent.parent
 _HOST_KEYS = {"address", "transport", "ssh", "peers", "devices", "workdir", "python"}
@@ -77,11 +84,39 @@ class NetnsTransport(Transport):
         return ["ip", "netns", "exec", self.namespace, *argv]
 
 
-class SshTransport(Transport):
+def _take_option(args: list[str], flag: str) -> str | None:
+    """Remove ``flag VALUE`` from ``args`` (in place); returns VALUE or None."""
+    if flag not in args:
+        return None
+    i = args.index(flag)
+    value = args[i + 1]
+    del args[i:i + 2]
+    return value
+
+
+class CredentialsOverStdin(Transport):
+    """A transport whose host does not share our disk: the peer's ``--tls-dir`` / ``--swarm-secret-file``
+    become ``--credentials-stdin``, and the files' contents go to its stdin as one line."""
+
+    keep_stdin_open = True
+
+    def stdin_preamble(self, peer_id: str, argv: list[str]) -> bytes | None:
+        args = list(argv)
+        tls_dir, secret_file = _take_option(args, "--tls-dir"), _take_option(args, "--swarm-secret-file")
+        if tls_dir is None and secret_file is None:
+            return None
+        return credentials_line(tls_dir, peer_id, secret_file)
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        args = list(argv)
+        tls_dir, secret_file = _take_option(args, "--tls-dir"), _take_option(args, "--swarm-secret-file")
+        return [*args, "--credentials-stdin"] if tls_dir is not None or secret_file is not None else args
+
+
+class SshTransport(CredentialsOverStdin):
     """Run on another host over ssh (key-based, non-interactive: ``BatchMode=yes``)."""
 
     remote = True
-    keep_stdin_open = True
 
     def __init__(self, host: Host):
         self.host = host
@@ -90,7 +125,7 @@ class SshTransport(Transport):
     def wrap(self, argv: list[str]) -> list[str]:
         # argv is [this python, -m, launcher.cli, peer, --config PATH, ...]: swap in the remote
         # interpreter and pass the config inline (the path exists only on our disk).
-        args = list(argv[1:])
+        args = super().wrap(argv)[1:]
         if "--config" in args:
             i = args.index("--config")
             config_text = Path(args[i + 1]).read_text()
@@ -180,24 +215,30 @@ def place(plan: SwarmPlan, inventory: Inventory) -> tuple[SwarmPlan, dict[str, T
 
 
 def run_hosts(plan: SwarmPlan, inventory: Inventory, argv: list[str], *, run_root: str | None = None,
-              duration_s: float | None = None) -> tuple[RunDir, dict[str, int | None]]:
-    """``dssl swarm --hosts``: start, supervise until done / duration / Ctrl-C, stop."""
-    from launcher.swarm import prepare_run
+              duration_s: float | None = None, faults: FaultSchedule | None = None, insecure: bool = False,
+              secret_file: Path | None = None) -> tuple[RunDir, dict[str, int | None]]:
+    """``dssl swarm --hosts``: start, supervise until done / duration / Ctrl-C (applying the fault
+    schedule ``faults``), stop. Gossip is mutual TLS with certificates for every host's address
+    unless ``insecure``; ``secret_file`` adds the swarm secret."""
+    from launcher.swarm import prepare_run, security_args  # launcher.swarm imports this module
 
     plan, transports, where = place(plan, inventory)
+    remote = sorted({t.name for t in transports.values() if t.remote})
+    if faults is not None and remote:
+        raise SpecError(f"a fault schedule needs every peer's run directory on this machine; "
+                        f"{', '.join(remote)} cannot take one (use local or netns hosts)")
     run, config_paths = prepare_run(plan, argv, run_root,
                                     {"hosts": [dataclasses.asdict(h) for h in inventory.hosts], "placement": where})
     print(f"dssl swarm: {len(plan.peers)} peers on {len(inventory.hosts)} hosts; run dir {run.path}", flush=True)
     swarm = LocalSwarm(plan, run, config_paths=config_paths, timeline=Timeline(run.timeline_path),
-                       transports=transports)
+                       transports=transports, peer_args=security_args(plan, run, insecure, secret_file))
     with SignalForwarder() as forwarder:
+        until = time.monotonic() + duration_s if duration_s else None
         try:
-            swarm.start(wait_all=True)
+            codes = start_and_supervise(swarm, faults, forwarder, until)
         except PeerStartError as exc:
             print(f"dssl swarm: {exc}", file=sys.stderr)
             return run, swarm.stop()
-        until = time.monotonic() + duration_s if duration_s else None
-        codes = supervise(swarm, forwarder, until)
     for peer_id, code in codes.items():
         if code not in (0, None):
             print(f"dssl swarm: peer {peer_id} on {where[peer_id]} exited with code {code}:\n"

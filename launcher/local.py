@@ -51,6 +51,11 @@ class Transport:
     def wrap(self, argv: list[str]) -> list[str]:
         return argv
 
+    def stdin_preamble(self, peer_id: str, argv: list[str]) -> bytes | None:
+        """Bytes written to the peer's stdin right after it starts (``argv`` before :meth:`wrap`);
+        transports to hosts without our disk send the peer's credentials this way."""
+        return None
+
 
 class PeerStartError(RuntimeError):
     """A peer exited or did not become ready in time (the message carries its last log lines)."""
@@ -164,6 +169,7 @@ class LocalSwarm:
             argv += ["--bootstrap", maddr]
         argv += [*self.peer_args, *(extra_args or [])]
         transport = self.transports.get(peer_id, Transport())
+        preamble = transport.stdin_preamble(peer_id, argv)
         argv = transport.wrap(argv)
         env = dict(os.environ if self.env is None else self.env)
         env["PYTHONUNBUFFERED"] = "1"
@@ -174,9 +180,17 @@ class LocalSwarm:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log_fh:
             offset = log_fh.tell()
-            stdin = subprocess.PIPE if transport.keep_stdin_open else subprocess.DEVNULL
+            stdin = subprocess.PIPE if transport.keep_stdin_open or preamble is not None else subprocess.DEVNULL
             popen = subprocess.Popen(argv, stdin=stdin, stdout=log_fh, stderr=subprocess.STDOUT,
                                      env=env, start_new_session=True)
+        if preamble is not None:
+            try:
+                popen.stdin.write(preamble)
+                popen.stdin.flush()
+                if not transport.keep_stdin_open:
+                    popen.stdin.close()
+            except OSError as exc:  # the peer died at once: wait_ready reports it with its log
+                log.warning("peer %s: could not send its credentials on stdin: %s", peer_id, exc)
         proc = PeerProcess(plan=plan, popen=popen, log_path=log_path, ready_path=ready_path, started=time.time(),
                            log_offset=offset)
         self.processes[peer_id] = proc

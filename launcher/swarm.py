@@ -147,12 +147,12 @@ def swarm_main(argv: list[str]) -> int:
         if args.hosts is not None:
             from launcher.hosts import load_inventory, run_hosts
 
-            if args.faults is not None:  # run_hosts does not take a schedule yet (launcher/hosts.py)
-                print("dssl swarm: error: --faults is supported for local swarms only so far", file=sys.stderr)
-                return 2
             inventory = load_inventory(args.hosts)
             plan = load_plan(args.config, size=inventory.total_peers, overrides=args.overrides)
-            run, codes = run_hosts(plan, inventory, argv, run_root=args.run_root, duration_s=args.duration_s)
+            faults = load_schedule(args.faults, [p.peer_id for p in plan.peers]) if args.faults else None
+            check_secret_file(args.swarm_secret_file)
+            run, codes = run_hosts(plan, inventory, argv, run_root=args.run_root, duration_s=args.duration_s,
+                                   faults=faults, insecure=args.insecure, secret_file=args.swarm_secret_file)
         else:
             plan = load_plan(args.config, size=args.peers, overrides=args.overrides)
             faults = load_schedule(args.faults, [p.peer_id for p in plan.peers]) if args.faults else None

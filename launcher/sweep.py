@@ -359,8 +359,8 @@ def check_runs(grid: Grid, runs: list[SweepRun], hosts: str | Path | None = None
     """Resolve every run's plan and schedule for where it will run; raises SpecError before anything starts.
 
     On this host every data directory must exist here; with a hosts inventory every run must plan
-    as many peers as the inventory hosts (``swarm.size`` may be left to it) and carry no fault
-    schedule (``launcher.hosts.run_hosts`` applies none)."""
+    as many peers as the inventory hosts (``swarm.size`` may be left to it), and a fault schedule
+    needs hosts whose peers' run directories are on this machine (local / netns)."""
     inventory = None
     if hosts is not None:
         from launcher.hosts import load_inventory
@@ -373,9 +373,11 @@ def check_runs(grid: Grid, runs: list[SweepRun], hosts: str | Path | None = None
             if run.size is not None and run.size != inventory.total_peers:
                 raise SpecError(f"run {run.name}: swarm.size is {run.size} but the hosts inventory "
                                 f"hosts {inventory.total_peers} peers")
-            if run.faults is not None:
-                raise SpecError(f"run {run.name}: swarm.faults is supported for local sweeps only "
-                                f"(not --hosts)")
+            remote = [h.address for h in inventory.hosts if h.transport not in ("local",)
+                      and not h.transport.startswith("netns:")]
+            if run.faults is not None and remote:
+                raise SpecError(f"run {run.name}: swarm.faults needs every peer's run directory on this "
+                                f"machine; the ssh hosts {', '.join(remote)} cannot take a fault schedule")
             size = inventory.total_peers
         plan = plan_for(grid, run, size=size)
         if inventory is None:
@@ -510,7 +512,8 @@ def _default_runner(hosts: str | Path | None) -> Runner:
     from launcher.hosts import load_inventory, run_hosts
 
     inventory = load_inventory(hosts)
-    return lambda plan, argv, run_root, faults, insecure: run_hosts(plan, inventory, argv, run_root=run_root)
+    return lambda plan, argv, run_root, faults, insecure: run_hosts(plan, inventory, argv, run_root=run_root,
+                                                                    faults=faults, insecure=insecure)
 
 
 def _relative(path: Path, sweep_dir: Path) -> str:

@@ -166,3 +166,13 @@ def final_consensus_distance(run_dir: str | Path) -> float | None:
     from peer.diagnostics import exact_consensus_distance
 
     return exact_consensus_distance(Path(run_dir))
+
+
+def credentials_line(tls_dir: str | Path | None, peer_id: str, secret_file: str | Path | None) -> bytes:
+    """The line ``dssl peer --credentials-stdin`` reads: ``peer_id``'s TLS files from ``tls_dir``
+    and/or the swarm secret from ``secret_file`` (the launcher's entry to gossip.security, used to
+    start peers on hosts that do not share our disk)."""
+    from gossip.security import encode_credentials, load_secret
+
+    secret = load_secret(secret_file) if secret_file is not None else None
+    return encode_credentials(tls_dir, peer_id, secret)

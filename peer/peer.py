@@ -31,9 +31,11 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,7 +49,7 @@ from gossip import topology
 from gossip.client import call_pull, open_channel
 from gossip.faults import CONTROL_FILE as FAULT_CONTROL_FILE
 from gossip.membership import Membership, StaticMembership, parse_peer_list
-from gossip.security import Security, SecurityConfigError, SwarmAuth, TLSFiles, load_secret
+from gossip.security import Security, SecurityConfigError, SwarmAuth, TLSFiles, load_secret, read_credentials
 from peer.config import Config, ConfigError, apply_overrides, config_from_dict, load_config, validate
 from peer.metrics import read_metrics, setup_cli_logging
 from protocol import serde
@@ -307,7 +309,8 @@ class Peer:
         info = {"peer_id": self.peer_id, "swarm_id": self.cfg.gossip.swarm_id, "address": self.runner.address,
                 "maddrs": self.maddrs, "join_command": self.join_command, "pid": os.getpid(),
                 "host": socket.gethostname(), "round": self.trainer.round, "caught_up": self.caught_up,
-                "layout_fingerprint": self.trainer.layout.fingerprint, "time": time.time()}
+                "layout_fingerprint": self.trainer.layout.fingerprint, "security": self.security.description,
+                "time": time.time()}
         _write_json_atomic(self.run_dir / READY_FILE, info)
         if self.join_command:
             print(f"[{self.peer_id}] serving gossip on {self.runner.address}; another host joins with:\n"
@@ -413,6 +416,9 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
                    help="plaintext gossip (debugging); without --tls-dir a non-loopback peer warns")
     p.add_argument("--swarm-secret-file", default=None, metavar="FILE",
                    help="only peers holding this secret may pull or be pulled (or set $DSSL_SWARM_SECRET)")
+    p.add_argument("--credentials-stdin", action="store_true",
+                   help="read this peer's TLS files and/or the swarm secret from one line on stdin "
+                        "(how dssl swarm --hosts ships them over ssh; kept in a private temp dir)")
     p.add_argument("--quiet", action="store_true", help="only progress lines")
     return p
 
@@ -459,11 +465,20 @@ def _check_bootstrap(maddrs: list[str]) -> None:
             check_initial_peer(maddr)
 
 
-def _security_args(prog: str, args: argparse.Namespace, cfg: Config) -> bytes | None:
-    """Check the TLS / secret flags; returns the swarm secret (from its file or $DSSL_SWARM_SECRET)."""
+def _security_args(prog: str, args: argparse.Namespace, cfg: Config, credentials_dir: Path) -> bytes | None:
+    """Check the TLS / secret flags; returns the swarm secret (from its file, $DSSL_SWARM_SECRET or
+    the stdin credentials line, whose TLS files land in ``credentials_dir``)."""
     if args.tls_dir and args.insecure:
         raise ConfigError("--tls-dir and --insecure contradict each other; pick one")
-    secret = load_secret(args.swarm_secret_file)
+    if args.credentials_stdin:
+        if args.tls_dir or args.swarm_secret_file:
+            raise ConfigError("--credentials-stdin replaces --tls-dir and --swarm-secret-file; pass only one")
+        tls_dir, secret = read_credentials(sys.stdin.buffer, credentials_dir)
+        if tls_dir is not None and args.insecure:
+            raise ConfigError("--credentials-stdin sent TLS files but --insecure was given; pick one")
+        args.tls_dir = str(tls_dir) if tls_dir is not None else None
+    else:
+        secret = load_secret(args.swarm_secret_file)
     host, _ = _host_port(cfg.gossip.listen)
     if not args.tls_dir and not args.insecure and not (host.startswith("127.") or host in ("::1", "localhost")):
         print(f"{prog}: warning: gossip on {cfg.gossip.listen} is plaintext; pass --tls-dir (certificates from "
@@ -482,13 +497,21 @@ def _watch_stdin(peer: Peer) -> None:
 
 
 def _run(prog: str, args: argparse.Namespace) -> int:
+    credentials_dir = Path(tempfile.mkdtemp(prefix="dssl-credentials-"))  # 0700; removed on the way out
+    try:
+        return _run_peer(prog, args, credentials_dir)
+    finally:
+        shutil.rmtree(credentials_dir, ignore_errors=True)
+
+
+def _run_peer(prog: str, args: argparse.Namespace, credentials_dir: Path) -> int:
     setup_cli_logging(not args.quiet)
     try:
         cfg = _load(args)
         if cfg.gossip.peers:
             parse_peer_list(",".join(cfg.gossip.peers))
         _check_bootstrap(cfg.gossip.bootstrap)
-        secret = _security_args(prog, args, cfg)
+        secret = _security_args(prog, args, cfg, credentials_dir)
         options = PeerOptions(config_path=args.config, stop_deadline_s=args.stop_deadline_s, dht_port=args.dht_port,
                               dht_ttl_s=args.dht_ttl_s, donors=args.donors, stop_on_stdin_eof=args.stop_on_stdin_eof,
                               wait_peers=args.wait_peers, wait_peers_timeout_s=args.wait_peers_timeout_s,
@@ -517,6 +540,7 @@ def _run(prog: str, args: argparse.Namespace) -> int:
           + (f" (stopped by {final['stopped_by']})" if final.get("stopped_by") else ""), flush=True)
     # Everything is written and closed. hivemind's DHT child and grpc's threads can stall interpreter
     # finalisation on a loaded machine, past the stop deadline; a peer process ends here.
+    shutil.rmtree(credentials_dir, ignore_errors=True)
     logging.shutdown()
     sys.stderr.flush()
     os._exit(0)
