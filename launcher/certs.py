@@ -143,3 +143,50 @@ def load_ca(directory: str | Path) -> SwarmCA:
     d = Path(directory)
     key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), password=None)
     return SwarmCA(key=key, cert=x509.load_pem_x509_certificate((d / "ca.crt").read_bytes()))
+
+
+def issue_joiner(ca_dir: str | Path, peer_id: str, hosts: Iterable[str], out: str | Path,
+                 days: int = DEFAULT_DAYS) -> Path:
+    """A late joiner's TLS directory: ``out`` gets the swarm's ``ca.crt`` and a new certificate +
+    key for ``peer_id`` (SANs = ``hosts``, the addresses it will advertise) signed by the CA in
+    ``ca_dir``; the CA key is not copied. Returns ``out`` (what ``dssl join --tls-dir`` takes)."""
+    ca_dir, out = Path(ca_dir), Path(out)
+    if not (ca_dir / "ca.key").is_file() or not (ca_dir / "ca.crt").is_file():
+        raise ValueError(f"{ca_dir} holds no swarm CA (ca.crt + ca.key); it is <run dir>/tls of a dssl swarm run")
+    if not peer_id or "/" in peer_id or peer_id.startswith("."):
+        raise ValueError(f"peer id {peer_id!r} cannot name a certificate file")
+    if (out / f"{peer_id}.key").exists():
+        raise ValueError(f"{out / (peer_id + '.key')} exists already; choose another --out or peer id")
+    ca = load_ca(ca_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    os.chmod(out, 0o700)
+    _write(out / "ca.crt", _cert_pem(ca.cert))
+    write_peer(out, ca, peer_id, list(hosts), days)
+    return out
+
+
+def certs_main(argv: list[str]) -> int:
+    """``dssl certs``: issue a certificate for a peer joining a running TLS swarm from another host."""
+    import argparse
+    import shlex
+    import sys
+
+    p = argparse.ArgumentParser(prog="dssl certs", description=(
+        "Issue a TLS certificate for a peer that joins a running swarm from another host: signed by the "
+        "swarm's CA (<run dir>/tls), naming the addresses the new peer advertises. Copy --out to that "
+        "host and pass it to `dssl join --tls-dir`."))
+    p.add_argument("--ca-dir", required=True, type=Path, help="the swarm's CA directory: <run dir>/tls")
+    p.add_argument("--peer-id", required=True, help="the joining peer's id (dssl join --peer-id)")
+    p.add_argument("--host", dest="hosts", action="append", required=True, metavar="ADDR",
+                   help="an IP address / DNS name the new peer listens on (repeatable)")
+    p.add_argument("--out", required=True, type=Path, help="directory to write ca.crt, <id>.crt, <id>.key into")
+    args = p.parse_args(argv)
+    try:
+        out = issue_joiner(args.ca_dir, args.peer_id, args.hosts, args.out)
+    except (ValueError, OSError) as exc:
+        print(f"dssl certs: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"dssl certs: wrote {out}/ca.crt, {args.peer_id}.crt and {args.peer_id}.key (key mode 0600)\n"
+          f"copy it to the new host, then run the swarm's join command with "
+          f"--peer-id {shlex.quote(args.peer_id)} --tls-dir {shlex.quote(str(out))}")
+    return 0

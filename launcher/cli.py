@@ -18,6 +18,7 @@ from pathlib import Path
 _PEER_SIDE = {"train": "train_main", "peer": "peer_main", "join": "join_main", "status": "status_main"}
 _LAUNCHER = {"swarm": "swarm_main", "demo": "demo_main"}
 _REPORT = "report"  # launcher.report (a run directory) or launcher.study_report (a sweep directory)
+_CERTS = "certs"  # launcher.certs: a certificate for a peer joining a TLS swarm from another host
 _SWEEP = "sweep"  # launcher.sweep: a grid of swarm runs, resumable, one results table
 
 
@@ -42,7 +43,7 @@ def _status_args(rest: list[str]) -> list[str] | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = [*_PEER_SIDE, *_LAUNCHER, _REPORT, _SWEEP]
+    commands = [*_PEER_SIDE, *_LAUNCHER, _REPORT, _SWEEP, _CERTS]
     if not argv or argv[0] in ("-h", "--help"):
         parser = argparse.ArgumentParser(prog="dssl", description="Decentralised SSL swarm.")
         parser.add_argument("command", choices=commands)
@@ -81,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         import launcher.sweep
 
         return launcher.sweep.sweep_main(rest)
+    if command == _CERTS:
+        import launcher.certs
+
+        return launcher.certs.certs_main(rest)
     print(f"dssl: unknown command {command!r}; choose one of: {', '.join(commands)}", file=sys.stderr)
     return 2
 

@@ -61,7 +61,8 @@ def run_local(plan: SwarmPlan, argv: list[str], *, run_root: str | None = None, 
         copy_partition_report(run, plan.peers[0].peer_id)
         ready = swarm.processes[plan.peers[0].peer_id].ready() or {}
         if ready.get("join_command"):
-            print(f"dssl swarm: all peers ready; another host joins with:\n  {ready['join_command']}", flush=True)
+            hint = join_hint(ready["join_command"], run, insecure)
+            print(f"dssl swarm: all peers ready; another host joins with:\n  {hint}", flush=True)
 
     with SignalForwarder() as forwarder:
         until = time.monotonic() + duration_s if duration_s else None
@@ -75,6 +76,15 @@ def run_local(plan: SwarmPlan, argv: list[str], *, run_root: str | None = None, 
             print(f"dssl swarm: peer {peer_id} exited with code {code}; last log lines:\n"
                   f"{tail(run.log_path(peer_id), 8)}", file=sys.stderr)
     return run, codes
+
+
+def join_hint(join_command: str, run: RunDir, insecure: bool) -> str:
+    """The join command, and in a TLS swarm the step before it: a certificate from the swarm's CA."""
+    if insecure:
+        return f"{join_command} --insecure"
+    tls = run.path / "tls"
+    return (f"dssl certs --ca-dir {tls} --peer-id NEW_ID --host NEW_HOST_ADDRESS --out NEW_ID-tls\n"
+            f"  (copy NEW_ID-tls to the new host, then:)\n  {join_command} --peer-id NEW_ID --tls-dir NEW_ID-tls")
 
 
 def security_args(plan: SwarmPlan, run: RunDir, insecure: bool, secret_file: Path | None) -> list[str]:

@@ -82,3 +82,28 @@ def test_secret_file_is_checked_before_anything_starts(tmp_path):
     with pytest.raises(SpecError, match="No such file"):
         check_secret_file(tmp_path / "missing")
     check_secret_file(None)
+
+
+def test_dssl_certs_issues_a_joiner_directory_without_the_ca_key(tmp_path, capsys):
+    # prepare
+    from launcher.cli import main
+
+    swarm_tls = write_swarm_tls(tmp_path / "run" / "tls", "s", ["p0"], hosts=["127.0.0.1"])
+    out = tmp_path / "joiner-tls"
+    # execute
+    code = main(["certs", "--ca-dir", str(swarm_tls), "--peer-id", "j1", "--host", "10.0.0.9", "--out", str(out)])
+    # assert: CA-signed, names the joiner's address, private, usable by TLSFiles.from_dir, no CA key
+    assert code == 0
+    cert = _cert(out / "j1.crt")
+    cert.verify_directly_issued_by(_cert(swarm_tls / "ca.crt"))
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "10.0.0.9" in {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
+    assert (out / "ca.crt").read_bytes() == (swarm_tls / "ca.crt").read_bytes()
+    assert not (out / "ca.key").exists() and (out / "j1.key").stat().st_mode & 0o077 == 0
+    assert "--tls-dir" in capsys.readouterr().out
+    # and bad input is refused with the reason, writing nothing
+    assert main(["certs", "--ca-dir", str(tmp_path), "--peer-id", "j2", "--host", "x", "--out", str(out)]) == 2
+    assert main(["certs", "--ca-dir", str(swarm_tls), "--peer-id", "j1", "--host", "x", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "holds no swarm CA" in err and "exists already" in err
+    assert not (out / "j2.key").exists()
