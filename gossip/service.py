@@ -228,9 +228,26 @@ class GossipService:
                                   layout_fingerprint=ident.layout_fingerprint, capabilities=ident.capabilities)
         return serde.Hello(swarm_id=ident.swarm_id, record=record, status=status, detail=detail)
 
+    async def _check_certificate(self, context: grpc.aio.ServicerContext, peer_id: str, method: str) -> None:
+        """Over mutual TLS the swarm CA names each peer in its certificate (CN = peer id): a caller
+        claiming another peer's id is refused with PERMISSION_DENIED (no impersonation in W rows,
+        logs or fault rules)."""
+        names = (context.auth_context() or {}).get("x509_common_name") or []
+        if not names:
+            return  # plaintext, or a certificate without a CN: nothing to compare
+        common_name = names[0].decode(errors="replace") if isinstance(names[0], bytes) else str(names[0])
+        if common_name != peer_id:
+            self.refused += 1
+            logger.warning("refusing %s from %s: its certificate is for %s", method, _shown(peer_id),
+                           _shown(common_name))
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"the caller's certificate is for peer {common_name!r}, not {peer_id!r}")
+
     async def _authenticate(self, context: grpc.aio.ServicerContext, token: bytes, peer_id: str,
                             method: str) -> None:
-        """Check the caller's swarm token and send our proof; abort with UNAUTHENTICATED if it fails."""
+        """Check that the caller's certificate (if any) names the peer it claims to be, and its swarm
+        token; send our proof. Aborts with PERMISSION_DENIED / UNAUTHENTICATED if a check fails."""
+        await self._check_certificate(context, peer_id, method)
         if self.auth is None:
             return
         try:

@@ -203,3 +203,20 @@ async def test_plaintext_stranger_process_cannot_talk_to_a_tls_member(reaper, tm
     pulled, greeted, ours = await _face_stranger(reaper, _config("member", tls=TLSFiles.from_dir(tls_dir, "member")))
     assert pulled["error"].startswith("unavailable") and greeted["error"].startswith("unavailable")
     assert ours.startswith("unavailable")
+
+
+async def test_a_member_claiming_another_peers_id_is_refused_by_its_certificate(tmp_path, caplog):
+    # prepare: "c" holds a valid certificate of the swarm CA, but for peer "a", and says it is "c"
+    tls_dir = write_swarm_tls(tmp_path / "tls", "swarm", ["a", "b"], hosts=["127.0.0.1", "localhost"])
+    honest = _config("a", tls=TLSFiles.from_dir(tls_dir, "a"))
+    impostor = _config("c", tls=TLSFiles.from_dir(tls_dir, "a"))
+    server = _config("b", tls=TLSFiles.from_dir(tls_dir, "b"))
+    async with _nodes(honest, impostor, server) as (a, c, b):
+        b.publish(torch.arange(100.0), 0)
+        # execute
+        good = await a.pull("b", b.address, 0)
+        bad = await c.pull("b", b.address, 0)
+    # assert
+    assert good.error is None
+    assert bad.snapshot is None and "permission_denied" in str(bad.error) and "'a', not 'c'" in str(bad.error)
+    assert "its certificate is for 'a'" in caplog.text
