@@ -36,10 +36,17 @@ def extract_features(
     Returns (features float32 [N, D] on CPU, labels int64 [N]). The model's train/eval mode is
     restored afterwards.
     """
+    features = encode_images(objective, torch.as_tensor(dataset.images), batch_size, device)
+    return features, torch.as_tensor(dataset.labels, dtype=torch.long)
+
+
+@torch.no_grad()
+def encode_images(objective: nn.Module, images: torch.Tensor, batch_size: int = 512,
+                  device: str | torch.device = "cpu") -> torch.Tensor:
+    """Frozen features (float32 [N, D] on CPU) of uint8 ``images`` [N,C,H,W]: ``objective.encode`` in
+    eval mode without gradients, in batches; the model's train/eval mode is restored afterwards."""
     was_training = objective.training
     objective.eval()
-    images, labels = dataset.images, dataset.labels
-    images = torch.as_tensor(images)
     feats = []
     try:
         for start in range(0, len(images), batch_size):
@@ -47,7 +54,7 @@ def extract_features(
             feats.append(objective.encode(batch).float().cpu())
     finally:
         objective.train(was_training)
-    return torch.cat(feats), torch.as_tensor(labels, dtype=torch.long)
+    return torch.cat(feats)
 
 
 @torch.no_grad()

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from peer.evaluate import encode_images
 from peer.objectives.mar import a_mmd
 
 PROBE_SEED_OFFSET = 7_368_787  # keeps the probe draw apart from the other seeded subsets of data.seed
@@ -69,21 +70,11 @@ def probe_batch(test: Any, size: int, seed: int) -> ProbeBatch:
     return ProbeBatch(images=images, indices=indices)
 
 
-@torch.no_grad()
 def probe_embeddings(objective: nn.Module, images: torch.Tensor, device: str | torch.device,
                      batch_size: int = 512) -> torch.Tensor:
     """Frozen features ``[P, D]`` (float32, CPU) of uint8 ``images``, as the kNN evaluation takes them:
     ``objective.encode`` in eval mode without gradients; the train/eval mode is restored after."""
-    was_training = objective.training
-    objective.eval()
-    feats = []
-    try:
-        for start in range(0, len(images), batch_size):
-            batch = images[start : start + batch_size].to(device, non_blocking=True).float().div_(255)
-            feats.append(objective.encode(batch).float().cpu())
-    finally:
-        objective.train(was_training)
-    return torch.cat(feats)
+    return encode_images(objective, images, batch_size, device)
 
 
 def collapse_std(z: torch.Tensor) -> float:
