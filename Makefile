@@ -22,7 +22,7 @@ soak: setup
 demo: setup
 	$(VENV)/bin/dssl demo
 
-# The robustness study (issue 7): 33 swarm runs, resumable (run it again to finish an interrupted
+# The robustness study (issue 7): 36 swarm runs, resumable (run it again to finish an interrupted
 # sweep); then the report, plots and claims.csv (a failed run is reported there, not hidden).
 study: setup
 	-$(VENV)/bin/dssl sweep examples/study/claims.yaml

@@ -56,6 +56,9 @@ class MixResult:
     # ||θ_i - mean of the neighbours that answered||^2: the cheap per-round consensus proxy
     # (0.0 when nobody answered).
     neighbour_distance_sq: float = 0.0
+    # The closed neighbourhood's embedding payloads themselves (own first, then the neighbours that
+    # answered, by id; same shape as own): what `embedding` is the mean of.
+    embeddings: tuple[torch.Tensor, ...] = ()
 
     @property
     def answered(self) -> int:

@@ -273,12 +273,13 @@ class GossipNode:
                 params, self_w, kept, distance = mixer.finish()
             outcomes = [self._screened(o, mixer.rejected, round) for o in outcomes]
             answered = {o.peer_id: o.snapshot for o in outcomes if o.snapshot is not None}
-            embedding = _mean_embedding(own, answered)
+            embeddings = _neighbourhood_embeddings(own, answered)
+            embedding = torch.stack(embeddings).mean(dim=0) if embeddings else None
             mix_seconds = time.perf_counter() - start - pull_seconds + mixer.seconds
         reports = tuple(self._report(o, kept, round) for o in outcomes)
         result = MixResult(round=round, params=params, embedding=embedding, self_weight=self_w,
                            neighbours=reports, bytes_out=self._store.take_bytes_out(), pull_seconds=pull_seconds,
-                           mix_seconds=mix_seconds, neighbour_distance_sq=distance)
+                           mix_seconds=mix_seconds, neighbour_distance_sq=distance, embeddings=embeddings)
         _log_round(self.config.peer_id, result)
         return result
 
@@ -539,11 +540,11 @@ def _blocks(start: int, stop: int):
         yield slice(lo, min(lo + _BLOCK, stop))
 
 
-def _mean_embedding(own: Snapshot, answered: Mapping[str, serde.ReceivedSnapshot]) -> torch.Tensor | None:
-    """Uniform mean over the closed neighbourhood's embeddings (those who published one, same shape)."""
+def _neighbourhood_embeddings(own: Snapshot, answered: Mapping[str, serde.ReceivedSnapshot]
+                              ) -> tuple[torch.Tensor, ...]:
+    """The closed neighbourhood's embeddings (those who published one, same shape as the first)."""
     published = [e for e in [own.embedding] + [answered[j].embedding for j in sorted(answered)] if e is not None]
-    same_shape = [e.float() for e in published if e.shape == published[0].shape]
-    return torch.stack(same_shape).mean(dim=0) if same_shape else None
+    return tuple(e.float() for e in published if e.shape == published[0].shape)
 
 
 def _log_round(peer_id: str, result: MixResult) -> None:

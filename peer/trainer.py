@@ -432,8 +432,9 @@ class Trainer:
                 self._write_probe(next_round, z_local, None, time.perf_counter(), probe_seconds)
             return
         self.layout.load_(self.objective, result.params)
-        if result.embedding is not None:
-            self.objective.set_global_embedding(result.embedding.to(self.device), next_round)
+        target = self.objective.neighbourhood_target(result.embedding, result.embeddings)
+        if target is not None:
+            self.objective.set_global_embedding(target.to(self.device), next_round)
         self.round = next_round
         self.last_mix = result
         self._write_round(next_round, result, compute_seconds,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
@@ -45,6 +46,9 @@ class ObjectiveConfig:
     gamma_min: float = 0.001  # A-MMD weight from round gamma_rounds on
     gamma_rounds: int = 25  # Omega: rounds of the cosine decay (paper, DecL: Omega = T = 25)
     embedding_batch: int = 64  # rows B of the published embedding payload [B, embed_dim]
+    # z_global from the neighbourhood's payloads: "mean" = their element-wise mean (the paper's
+    # Alg. 2), "union" = all their rows (the neighbourhood's embedding distribution itself)
+    mar_target: Literal["mean", "union"] = "mean"
     # Optimiser hints for the trainer
     optimizer: str = ""  # "" = the objective's default ("sgd" for SimSiam, "adamw" for MAE/MAR)
     lr: float = 0.0  # 0 = the objective's default learning rate
@@ -120,6 +124,12 @@ class Objective(nn.Module, abc.ABC):
     def round_payload(self) -> torch.Tensor | None:
         """Extra tensor to publish with this round's parameters (MAR's embeddings); None here."""
         return None
+
+    def neighbourhood_target(self, mean: torch.Tensor | None, payloads: tuple[torch.Tensor, ...]
+                             ) -> torch.Tensor | None:
+        """What to align to, from the gossip round's embedding ``mean`` and the ``payloads`` it
+        averages: the mean here (MAR may take the union)."""
+        return mean
 
     def set_global_embedding(self, z: torch.Tensor | None, round: int) -> None:
         """Receive the neighbourhood's embedding for the next round (MAR); a no-op here."""

@@ -165,6 +165,18 @@ class MAR(MAE):
         before the first training step."""
         return self._payload.cpu().clone() if self._payload_filled else None
 
+    def neighbourhood_target(self, mean: torch.Tensor | None, payloads: tuple[torch.Tensor, ...]
+                             ) -> torch.Tensor | None:
+        """``mar_target: mean`` → the element-wise mean of the closed neighbourhood's payloads (the
+        paper's Alg. 2 l.8). Rows of different peers are unrelated images, so averaging them shrinks
+        z_global's spread by up to 1/|A_i|, and A-MMD then pulls the local embeddings inward round
+        after round (our runs: the collapse indicator falls to ~0, docs/results.md).
+        ``mar_target: union`` → all the payloads' rows stacked ``[|A_i|·B', D]``: the neighbourhood's
+        embedding distribution itself, which is what an MMD compares."""
+        if self.cfg.mar_target == "union" and payloads:
+            return torch.cat(payloads)
+        return mean
+
     def set_global_embedding(self, z: torch.Tensor | None, round: int) -> None:
         """Use ``z`` ``[B', D]`` (no gradient) as z_global from now on; ``round`` is t of Eq. 7, the
         number of rounds completed so far. ``None`` (nothing received) turns the alignment off."""

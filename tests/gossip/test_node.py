@@ -182,6 +182,7 @@ async def test_mix_weights_embedding_distance_and_accounting():
         # assert
         torch.testing.assert_close(result.params, 0.5 * xs["a"] + 0.25 * xs["b"] + 0.25 * xs["c"])
         torch.testing.assert_close(result.embedding, torch.full((4,), 0.5))
+        assert [e.tolist() for e in result.embeddings] == [[1.0] * 4, [0.0] * 4]  # own first; c has none
         expected = float(((xs["a"] - (xs["b"] + xs["c"]) / 2) ** 2).sum())
         assert result.neighbour_distance_sq == pytest.approx(expected, rel=1e-4)
         assert result.answered == 2 and result.self_weight == 0.5

@@ -252,6 +252,21 @@ def test_mar_payload_has_a_fixed_shape_and_holds_recent_embeddings():
     assert mar.z_global is None
 
 
+def test_mar_target_is_the_neighbourhood_mean_or_the_union_of_its_payloads():
+    # prepare: three payloads of unrelated samples, and their mean
+    payloads = tuple(torch.randn(8, 32) for _ in range(3))
+    mean = torch.stack(payloads).mean(dim=0)
+    # execute
+    paper, union = tiny("mar"), tiny("mar", mar_target="union")
+    # assert: the paper's mean (and MAE's), or every row; averaging unrelated rows shrinks the spread
+    assert paper.neighbourhood_target(mean, payloads) is mean
+    assert tiny("mae").neighbourhood_target(mean, payloads) is mean
+    stacked = union.neighbourhood_target(mean, payloads)
+    assert stacked.shape == (24, 32) and torch.equal(stacked[8:16], payloads[1])
+    assert mean.std(dim=0).mean() < 0.7 * stacked.std(dim=0).mean()
+    assert union.neighbourhood_target(None, ()) is None
+
+
 def test_mar_state_has_no_extra_buffers():
     """The trainer's flat gossip buffer is model parameters + buffers: MAR adds none to MAE's."""
     mae, mar = tiny("mae"), tiny("mar")
