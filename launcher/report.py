@@ -128,7 +128,8 @@ def plot_consensus(diag: dict, events: list[dict], path: Path) -> Path | None:
         middle.grid(alpha=0.3)
         _mark_events(middle, events)
         middle.legend(fontsize=8, loc="best")
-    bottom.plot(x, [r["spectral_gap"] for r in rounds], marker=".", color="tab:green", label="spectral gap 1−|λ₂|")
+    gaps = [r["spectral_gap"] if r["spectral_gap"] is not None else np.nan for r in rounds]
+    bottom.plot(x, gaps, marker=".", color="tab:green", label="spectral gap 1−|λ₂|")
     bottom.set(xlabel="gossip round", ylabel="1 − |λ₂(W)|", title="Spectral gap of the realised W",
                ylim=(-0.05, 1.05))
     bottom.grid(alpha=0.3)

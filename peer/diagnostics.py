@@ -64,7 +64,7 @@ class RoundDiagnostics:
     round: int
     peers_logged: int  # peers with a round record for this round
     nodes: int  # size of the realised W (logged peers + peers they gave weight to)
-    spectral_gap: float
+    spectral_gap: float | None  # None when fewer than 2 peers took part (one peer alone does not mix)
     average_connectivity: float
     harmonic_connectivity: float
     neighbour_distance_mean: float | None
@@ -137,7 +137,8 @@ def round_diagnostics(round: int, records: list[dict]) -> RoundDiagnostics:
     stalenesses = [r["staleness_max"] for r in ok if r.get("staleness_max") is not None]
     times = [r["time"] for r in records]
     return RoundDiagnostics(
-        round=round, peers_logged=len(records), nodes=len(nodes), spectral_gap=spectral_gap(w),
+        round=round, peers_logged=len(records), nodes=len(nodes),
+        spectral_gap=spectral_gap(w) if len(nodes) >= 2 else None,
         average_connectivity=average_connectivity(graph), harmonic_connectivity=harmonic_connectivity(graph),
         neighbour_distance_mean=_mean(distances),
         answered=sum(int(r.get("answered") or 0) for r in ok), expected=sum(int(r.get("expected") or 0) for r in ok),
@@ -262,7 +263,7 @@ def collect_diagnostics(run_dir: str | Path) -> dict[str, Any]:
                       collapse_std_mean=probes.get(k, {}).get("collapse_std"),
                       a_mmd_mean=probes.get(k, {}).get("a_mmd"))
               for k in sorted(by_round)]
-    gaps = [r.spectral_gap for r in rounds]
+    gaps = [r.spectral_gap for r in rounds if r.spectral_gap is not None]
     return {
         "run_dir": str(run_dir),
         "peers": sorted(per_peer),

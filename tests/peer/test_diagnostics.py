@@ -99,3 +99,18 @@ def test_trainer_round_record_carries_row_bytes_time_split_and_staleness(tmp_pat
     assert r["bytes_in"] == 100 and r["bytes_out"] == 100 and r["staleness_max"] == 0
     assert r["compute_seconds"] > 0 and r["pull_seconds"] == 0.01 and r["mix_seconds"] == 0.001
     assert r["blocked_seconds"] >= 0 and r["wait_seconds"] >= 0
+
+
+def test_a_round_only_one_peer_logged_has_no_spectral_gap(tmp_path):
+    # prepare: the hand-made run, plus a round 4 that only a late (restarted) peer "c" lived to log
+    run = make_run(tmp_path)
+    with (run / "peers" / "c" / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"kind": "round", "peer": "c", "round": 4, "time": 10.0, "self_weight": 1.0,
+                            "answered": 0, "expected": 2,
+                            "neighbours": [{"peer": "a", "answered": False, "weight": 0.0}]}) + "\n")
+    # execute
+    diag = collect_diagnostics(run)
+    # assert: one peer alone does not mix, so round 4 has no gap and leaves the summary alone
+    last = diag["rounds"][-1]
+    assert last["round"] == 4 and last["nodes"] == 1 and last["spectral_gap"] is None
+    assert diag["spectral_gap_mean"] == pytest.approx(np.mean([1.0, 0.5, 0.0]))
