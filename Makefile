@@ -26,7 +26,7 @@ demo: setup
 # sweep); then the report, plots and claims.csv (a failed run is reported there, not hidden).
 study: setup
 	-$(VENV)/bin/dssl sweep examples/study/claims.yaml
-	$(VENV)/bin/dssl report runs/sweeps/claims --out docs/results/study
+	$(VENV)/bin/dssl report runs/sweeps/claims --out docs/results
 
 proto: setup
 	$(PY) -m protocol.compile

@@ -566,7 +566,7 @@ def write_study_report(sweep_dir: str | Path, out_dir: str | Path | None = None)
     """Draw the plots, evaluate the grid's claims (writing claims.csv) and write ``report.md``.
 
     Everything goes into ``out_dir`` (default: the sweep directory); a separate ``out_dir`` (e.g.
-    ``docs/results/study``) also gets copies of ``grid.yaml`` and ``results.csv`` so that the report
+    ``docs/results``) also gets copies of ``grid.yaml`` and ``results.csv`` so that the report
     stands on its own, and its run links point back into the sweep directory."""
     sweep = load_sweep(sweep_dir)
     out = Path(out_dir) if out_dir is not None else sweep.path
@@ -602,7 +602,7 @@ def study_report_main(argv: list[str]) -> int:
     p.add_argument("sweep_dir", type=Path, help="a sweep directory (contains results.csv)")
     p.add_argument("--out", type=Path, default=None,
                    help="write the report, plots, claims.csv and copies of grid.yaml + results.csv here "
-                        "(e.g. docs/results/study); default: the sweep directory")
+                        "(e.g. docs/results); default: the sweep directory")
     args = p.parse_args(argv)
     if not (args.sweep_dir / "results.csv").is_file():
         print(f"dssl report: error: {args.sweep_dir} is not a sweep directory (no results.csv)", file=sys.stderr)
