@@ -49,7 +49,7 @@ from launcher.claims import (
     write_claims_csv,
 )
 from launcher.report import fault_events
-from launcher.sweep import FIXED_COLUMNS
+from launcher.grid import FIXED_COLUMNS
 
 IID_ALPHA = 1e5  # the paper's tables write IID as Dirichlet α = 1e5
 METRIC = "knn_mean"

@@ -13,18 +13,11 @@ import yaml
 
 import launcher.sweep as sweep_mod
 from launcher.cli import main
+from launcher.grid import RESULT_COLUMNS_TAIL, load_grid, plan_for
 from launcher.local import SignalForwarder
 from launcher.rundir import create_run_dir
 from launcher.spec import SpecError
-from launcher.sweep import (
-    RESULT_COLUMNS_TAIL,
-    load_grid,
-    manifest_path,
-    plan_for,
-    read_results,
-    run_sweep,
-    write_results,
-)
+from launcher.sweep import manifest_path, read_results, run_sweep, write_results
 from tests.launcher.swarm_util import TINY
 
 FAULTS = {"seed": 1, "events": [{"at": 5, "action": "slow", "peer": "p2", "factor": 3, "duration_s": 5}]}
