@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Callable
 
 import peer.cli
-from launcher.local import PEER_COMMAND
+from launcher.local import PEER_COMMAND, LocalSwarm
+from launcher.rundir import create_run_dir, write_manifest, write_peer_configs
 from launcher.spec import plan_from_dict
 
 # `dssl peer` through the real console entry once peer.cli exposes it; the same peer module otherwise.
@@ -62,3 +63,20 @@ def rounds(peer_dir: Path) -> list[dict]:
         if record.get("kind") == "round":
             out.append(record)
     return out
+
+
+def reaped_swarm(plan, tmp_path: Path, reaper: list, **kwargs) -> LocalSwarm:
+    """A LocalSwarm of ``plan`` in a fresh run dir under ``tmp_path`` whose every peer process goes
+    to the test's reaper the moment it exists (so nothing outlives a failing test)."""
+    run = create_run_dir(tmp_path / "runs", "t")
+    swarm = LocalSwarm(plan, run, config_paths=write_peer_configs(run, plan), peer_command=COMMAND, **kwargs)
+    write_manifest(run, plan, ["pytest"])
+    original = swarm.start_peer
+
+    def start_peer(*args, **kw):
+        proc = original(*args, **kw)
+        reaper.append(proc.popen)
+        return proc
+
+    swarm.start_peer = start_peer
+    return swarm

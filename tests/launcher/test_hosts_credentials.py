@@ -7,10 +7,8 @@ from __future__ import annotations
 import pytest
 
 from launcher.hosts import CredentialsOverStdin, Host, SshTransport
-from launcher.local import LocalSwarm
-from launcher.rundir import create_run_dir, write_manifest, write_peer_configs
 from launcher.swarm import security_args
-from tests.launcher.swarm_util import COMMAND, rounds, tiny_plan
+from tests.launcher.swarm_util import reaped_swarm, rounds, tiny_plan
 
 SECRET = "correct horse battery staple 42\n"
 
@@ -48,20 +46,14 @@ def test_ssh_command_line_names_no_credential_file(tmp_path):
 def test_peers_started_with_credentials_on_stdin_gossip_over_mutual_tls(tmp_path, reaper):
     # prepare: a 2-peer swarm whose peers read TLS files + secret from stdin (as over ssh)
     plan = tiny_plan(2, "t-stdin-creds", steps=6)
-    run = create_run_dir(tmp_path / "runs", "creds")
-    paths = write_peer_configs(run, plan)
-    write_manifest(run, plan, ["pytest"])
     secret = tmp_path / "secret"
     secret.write_text(SECRET)
-    peer_args = security_args(plan, run, insecure=False, secret_file=secret)
-    transports = {p.peer_id: CredentialsOverStdin() for p in plan.peers}
-    swarm = LocalSwarm(plan, run, config_paths=paths, peer_command=COMMAND, transports=transports,
-                       peer_args=peer_args)
+    swarm = reaped_swarm(plan, tmp_path, reaper, transports={p.peer_id: CredentialsOverStdin() for p in plan.peers})
+    run = swarm.run
+    swarm.peer_args = security_args(plan, run, insecure=False, secret_file=secret)
     try:
         # execute
         swarm.start(wait_all=True)
-        for proc in swarm.processes.values():
-            reaper.append(proc.popen)
         ready = {p: swarm.processes[p].ready() for p in swarm.processes}
         codes = swarm.wait(timeout=150)
     finally:

@@ -12,35 +12,17 @@ import torch
 
 from launcher.collect import collect
 from peer.diagnostics import consensus_distance
-from launcher.local import LocalSwarm
-from launcher.rundir import create_run_dir, write_manifest, write_peer_configs
-from tests.launcher.swarm_util import COMMAND, rounds, tiny_plan, wait_for
+from tests.launcher.swarm_util import reaped_swarm, rounds, tiny_plan, wait_for
 
 pytestmark = [pytest.mark.swarm, pytest.mark.slow]
 
 PROGRESS = re.compile(r"^\[(?P<peer>\S+)\] r\s+(?P<round>\d+) s\s+\d+ .* nbr (?P<ans>\d+)/(?P<exp>\d+) ", re.M)
 
 
-def _swarm(plan, tmp_path, reaper, **kwargs) -> LocalSwarm:
-    run = create_run_dir(tmp_path / "runs", "t")
-    paths = write_peer_configs(run, plan)
-    write_manifest(run, plan, ["pytest"])
-    swarm = LocalSwarm(plan, run, config_paths=paths, peer_command=COMMAND, **kwargs)
-    original = swarm.start_peer
-
-    def start_peer(*args, **kw):  # every process goes to the reaper the moment it exists
-        proc = original(*args, **kw)
-        reaper.append(proc.popen)
-        return proc
-
-    swarm.start_peer = start_peer
-    return swarm
-
-
 def test_three_peers_gossip_through_the_dht_and_every_neighbour_answers(tmp_path, reaper):
     # prepare
     plan = tiny_plan(3, "t-three", steps=8)
-    swarm = _swarm(plan, tmp_path, reaper)
+    swarm = reaped_swarm(plan, tmp_path, reaper)
     # execute
     swarm.start()
     codes = swarm.wait(timeout=150)
@@ -67,7 +49,7 @@ def test_three_peers_gossip_through_the_dht_and_every_neighbour_answers(tmp_path
 def test_killed_peer_drops_out_late_joiner_catches_up_and_sigterm_stops_cleanly(tmp_path, reaper):
     # prepare: a 4-peer plan; p0..p2 start now, p3 joins late
     plan = tiny_plan(4, "t-churn", steps=None)
-    swarm = _swarm(plan, tmp_path, reaper, peer_args=["--dht-ttl-s", "3", "--stop-deadline-s", "20"])
+    swarm = reaped_swarm(plan, tmp_path, reaper, peer_args=["--dht-ttl-s", "3", "--stop-deadline-s", "20"])
     dirs = {p.peer_id: swarm.run.peer_dir(p.peer_id) for p in plan.peers}
     barrier = ["--wait-peers", "3"]
     swarm.start_peer("p0", extra_args=barrier)

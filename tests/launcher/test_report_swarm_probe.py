@@ -9,11 +9,9 @@ import json
 import pytest
 
 from launcher.collect import collect
-from launcher.local import LocalSwarm
 from launcher.report import write_report
-from launcher.rundir import create_run_dir, write_manifest, write_peer_configs
 from launcher.spec import plan_from_dict
-from tests.launcher.swarm_util import COMMAND, TINY
+from tests.launcher.swarm_util import TINY, reaped_swarm
 
 pytestmark = [pytest.mark.swarm, pytest.mark.slow]
 
@@ -25,17 +23,8 @@ def test_two_peer_swarm_logs_probes_and_snapshots_every_round(tmp_path, reaper):
     base["eval"].update({"probe_every": 1, "snapshot_every": 1})
     plan = plan_from_dict({"swarm": {"id": "t-probe", "ready_timeout_s": 120, "stop_deadline_s": 30},
                            "base": base, "defaults": {"threads": 1}}, size=2)
-    run = create_run_dir(tmp_path / "runs", "t")
-    swarm = LocalSwarm(plan, run, config_paths=write_peer_configs(run, plan), peer_command=COMMAND)
-    write_manifest(run, plan, ["pytest"])
-    original = swarm.start_peer
-
-    def start_peer(*args, **kw):  # every process goes to the reaper the moment it exists
-        proc = original(*args, **kw)
-        reaper.append(proc.popen)
-        return proc
-
-    swarm.start_peer = start_peer
+    swarm = reaped_swarm(plan, tmp_path, reaper)
+    run = swarm.run
     # execute
     swarm.start()
     codes = swarm.wait(timeout=150)
