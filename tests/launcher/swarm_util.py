@@ -65,11 +65,11 @@ def rounds(peer_dir: Path) -> list[dict]:
     return out
 
 
-def reaped_swarm(plan, tmp_path: Path, reaper: list, **kwargs) -> LocalSwarm:
+def reaped_swarm(plan, tmp_path: Path, reaper: list, peer_command=COMMAND, **kwargs) -> LocalSwarm:
     """A LocalSwarm of ``plan`` in a fresh run dir under ``tmp_path`` whose every peer process goes
     to the test's reaper the moment it exists (so nothing outlives a failing test)."""
     run = create_run_dir(tmp_path / "runs", "t")
-    swarm = LocalSwarm(plan, run, config_paths=write_peer_configs(run, plan), peer_command=COMMAND, **kwargs)
+    swarm = LocalSwarm(plan, run, config_paths=write_peer_configs(run, plan), peer_command=peer_command, **kwargs)
     write_manifest(run, plan, ["pytest"])
     original = swarm.start_peer
 

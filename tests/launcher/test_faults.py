@@ -21,8 +21,7 @@ from launcher.faults import (
     schedule_from_dict,
 )
 from launcher.local import LocalSwarm
-from launcher.rundir import create_run_dir, write_peer_configs
-from tests.launcher.swarm_util import tiny_plan, wait_for
+from tests.launcher.swarm_util import reaped_swarm, tiny_plan, wait_for
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "faults.yaml"
 FAKE_PEER = (sys.executable, str(Path(__file__).resolve().parent / "_fake_peer.py"))
@@ -82,18 +81,7 @@ def test_generated_schedules_are_seeded_and_one_fault_at_a_time():
 
 
 def _fake_swarm(tmp_path, reaper, size=4) -> LocalSwarm:
-    plan = tiny_plan(size, "t-faults", steps=None)
-    run = create_run_dir(tmp_path / "runs", "t")
-    swarm = LocalSwarm(plan, run, config_paths=write_peer_configs(run, plan), peer_command=FAKE_PEER)
-    original = swarm.start_peer
-
-    def start_peer(*args, **kw):
-        proc = original(*args, **kw)
-        reaper.append(proc.popen)
-        return proc
-
-    swarm.start_peer = start_peer
-    return swarm
+    return reaped_swarm(tiny_plan(size, "t-faults", steps=None), tmp_path, reaper, peer_command=FAKE_PEER)
 
 
 def _control(swarm: LocalSwarm, peer_id: str) -> dict:

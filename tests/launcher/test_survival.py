@@ -22,10 +22,8 @@ import torch
 from gossip.faults import write_control
 from gossip.node import GossipNode, NodeConfig
 from launcher.faults import FaultRunner, schedule_from_dict
-from launcher.local import LocalSwarm
-from launcher.rundir import create_run_dir, write_peer_configs
 from launcher.spec import plan_from_dict
-from tests.launcher.swarm_util import COMMAND, TINY, rounds, wait_for
+from tests.launcher.swarm_util import TINY, reaped_swarm, rounds, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 NODE = (sys.executable, "-m", "tests.launcher._gossip_node")
@@ -256,17 +254,8 @@ def _trainer_plan(size: int) -> object:
 def test_trainer_swarm_survives_kill_restart_and_stop_under_the_fault_runner(tmp_path, reaper):
     # prepare: 4 real peers; the victim serves slowly so its kill lands mid-transfer
     plan = _trainer_plan(4)
-    run = create_run_dir(tmp_path / "runs", "t")
-    swarm = LocalSwarm(plan, run, config_paths=write_peer_configs(run, plan), peer_command=COMMAND,
-                       peer_args=["--dht-ttl-s", "3", "--stop-deadline-s", "20"])
-    original = swarm.start_peer
-
-    def start_peer(*args, **kw):
-        proc = original(*args, **kw)
-        reaper.append(proc.popen)
-        return proc
-
-    swarm.start_peer = start_peer
+    swarm = reaped_swarm(plan, tmp_path, reaper, peer_args=["--dht-ttl-s", "3", "--stop-deadline-s", "20"])
+    run = swarm.run
     dirs = {p.peer_id: run.peer_dir(p.peer_id) for p in plan.peers}
     deadline = plan.peers[0].config.gossip.deadline_s
     schedule = schedule_from_dict({"seed": 3, "events": [
