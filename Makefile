@@ -1,9 +1,9 @@
-# Every target sets itself up on a fresh machine (DESIGN.md §5).
+# Every target sets itself up on a fresh machine (docs/design.md, "Setting up").
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test bench soak demo study proto clean
+.PHONY: setup test test-engines lint bench soak demo study proto clean
 
 setup:
 	@bash deploy/setup_venv.sh
@@ -12,17 +12,27 @@ setup:
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Slurm, Docker and ssh for real (root: installs Debian packages, starts and stops the daemons).
+test-engines: setup
+	$(PY) -m pytest -m engines tests/engines $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
 bench: setup
 	$(PY) benchmarks/gossip_bench.py
 	$(PY) benchmarks/train_bench.py
 
+# 16 peers for 30 minutes, one killed every 30 s and restarted from its checkpoint, one 3x slower,
+# after a fault-free run of the same length (about 65 minutes in all).
 soak: setup
-	$(PY) benchmarks/soak.py --minutes 30
+	$(PY) benchmarks/soak.py --peers 16 --minutes 30 --kill-every-s 30 --slow-peer 3 --deadline-s 10 --baseline
 
 demo: setup
 	$(VENV)/bin/dssl demo
 
-# The robustness study (issue 7): 36 swarm runs, resumable (run it again to finish an interrupted
+# The robustness study: 36 swarm runs, resumable (run it again to finish an interrupted
 # sweep); then the report, plots and claims.csv (a failed run is reported there, not hidden).
 study: setup
 	-$(VENV)/bin/dssl sweep examples/study/claims.yaml

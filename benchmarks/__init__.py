@@ -40,8 +40,9 @@ import os
 import signal
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -134,31 +135,32 @@ def _worker_main(
         side.connect(peer_address)
         conn.send(("connected", None))
         expected = expected_average(num_floats)
-        while True:
-            command = conn.recv()
-            if command == "stop":
-                break
-            if command == "disconnect":
-                side.disconnect()
-                conn.send(("disconnected", None))
-            elif command == "arm":
-                side.reset()
-                conn.send(("armed", None))
-            elif command == "go":
-                try:
-                    conn.send(("done", side.exchange()))
-                except RoundFailed as exc:
-                    conn.send(("failed", f"rank {rank}: {exc}"))
-            elif command == "check":
-                np.testing.assert_allclose(side.result(), expected, rtol=0, atol=atol)
-                conn.send(("verified", None))
-            else:
-                raise ValueError(f"unknown command {command!r}")
+        while (command := conn.recv()) != "stop":
+            conn.send(_obey(side, command, rank, expected, atol))
     except BaseException:  # report every failure to the coordinator, then exit
         conn.send(("error", f"rank {rank}:\n{traceback.format_exc()}"))
     finally:
         if side is not None:
             side.close()
+
+
+def _obey(side: ExchangeSide, command: str, rank: int, expected: np.ndarray, atol: float) -> tuple[str, Any]:
+    """Carry out one coordinator command on ``side``; the (tag, payload) reply to send back."""
+    if command == "disconnect":
+        side.disconnect()
+        return "disconnected", None
+    if command == "arm":
+        side.reset()
+        return "armed", None
+    if command == "go":
+        try:
+            return "done", side.exchange()
+        except RoundFailed as exc:
+            return "failed", f"rank {rank}: {exc}"
+    if command == "check":
+        np.testing.assert_allclose(side.result(), expected, rtol=0, atol=atol)
+        return "verified", None
+    raise ValueError(f"unknown command {command!r}")
 
 
 def _expect(conns: list[multiprocessing.connection.Connection], tag: str, timeout_s: float) -> list[Any]:
@@ -243,6 +245,26 @@ def _one_rep(conns: list[multiprocessing.connection.Connection], timeouts: PairT
     return PairRep(wall_s=wall_s, extras=[payload for _, payload in outcomes])
 
 
+def _spawn_workers(
+    procs: list[multiprocessing.process.BaseProcess],
+    conns: list[multiprocessing.connection.Connection],
+    factory: Callable[[int, int], ExchangeSide],
+    num_floats: int,
+    atol: float,
+) -> None:
+    """Start the two worker processes, appending each (and its pipe end) as soon as it runs."""
+    ctx = multiprocessing.get_context("spawn")
+    for rank in range(2):
+        parent_end, child_end = ctx.Pipe()
+        # Not daemonic: a worker may start helper processes (hivemind's DHT and averager).
+        # The caller stops them either way.
+        proc = ctx.Process(target=_worker_main, args=(child_end, factory, rank, num_floats, atol))
+        proc.start()
+        child_end.close()
+        procs.append(proc)
+        conns.append(parent_end)
+
+
 def time_pair(
     factory: Callable[[int, int], ExchangeSide],
     num_floats: int,
@@ -259,19 +281,10 @@ def time_pair(
     number of ``RoundFailed`` attempts tolerated (and run again) in the whole call."""
     if reps < 1 or warmup < 0 or num_floats < 1:
         raise ValueError(f"need reps >= 1, warmup >= 0, num_floats >= 1; got {reps}, {warmup}, {num_floats}")
-    ctx = multiprocessing.get_context("spawn")
     procs: list[multiprocessing.process.BaseProcess] = []
     conns: list[multiprocessing.connection.Connection] = []
     try:
-        for rank in range(2):
-            parent_end, child_end = ctx.Pipe()
-            # Not daemonic: a worker may start helper processes (hivemind's DHT and averager).
-            # The finally below stops it either way.
-            proc = ctx.Process(target=_worker_main, args=(child_end, factory, rank, num_floats, atol))
-            proc.start()
-            child_end.close()
-            procs.append(proc)
-            conns.append(parent_end)
+        _spawn_workers(procs, conns, factory, num_floats, atol)
         addresses = _expect(conns, "ready", timeouts.setup_s)
         for rank, conn in enumerate(conns):
             conn.send(("peer", addresses[1 - rank]))

@@ -2,7 +2,7 @@
 processes on one flat float32 tensor — the system users would otherwise pick.
 
 Each process runs its own ``hivemind.DHT`` (rank 1 bootstraps from rank 0's visible multiaddrs)
-with the flags of DESIGN.md §4: listen on 127.0.0.1 only, no NAT port mapping, no AutoNAT, no
+with the flags of docs/design.md §4: listen on 127.0.0.1 only, no NAT port mapping, no AutoNAT, no
 relays (hivemind's libp2p TLS stays at its default, on). The averager uses ``target_group_size=2``
 (a full group forms the moment the second peer joins, so ``min_matchmaking_time`` bounds only a
 failed search; hivemind's default matchmaking times are kept, see ``_AVERAGER_ARGS``), finite
@@ -44,7 +44,7 @@ from benchmarks import SEEDS, PairRep, RoundFailed, make_buffer, time_pair  # no
 
 RESNET18_FLOATS = 11_689_512  # timm resnet18 parameters (44.6 MiB as float32)
 _PREFIX = "dssl_bench"  # averaging group prefix, shared by both processes
-_DHT_FLAGS = dict(  # DESIGN.md §4: loopback only, none of libp2p's NAT/relay machinery
+_DHT_FLAGS = dict(  # docs/design.md §4: loopback only, none of libp2p's NAT/relay machinery
     host_maddrs=["/ip4/127.0.0.1/tcp/0"],
     nat_port_map=False,
     auto_nat=False,

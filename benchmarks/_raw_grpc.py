@@ -39,7 +39,7 @@ if __package__ in (None, ""):  # run as a script: make the `benchmarks` package 
 from benchmarks import SEEDS, make_buffer, time_pair  # noqa: E402
 
 RESNET18_FLOATS = 11_689_512  # timm resnet18 parameters (44.6 MiB as float32)
-CHUNK_BYTES = 1 << 20  # 1 MiB per stream message (DESIGN.md §4: 256 KiB is 2x slower, 1-4 MiB equal)
+CHUNK_BYTES = 1 << 20  # 1 MiB per stream message (docs/design.md §4: 256 KiB is 2x slower, 1-4 MiB equal)
 _SERVICE = "dssl.bench.Raw"
 _METHOD = f"/{_SERVICE}/Pull"
 _GRPC_OPTIONS = [

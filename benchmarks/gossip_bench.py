@@ -44,7 +44,8 @@ from gossip import topology  # noqa: E402
 from gossip.membership import StaticMembership  # noqa: E402
 from gossip.node import NodeConfig  # noqa: E402
 from gossip.runner import GossipRunner  # noqa: E402
-from protocol.serde import DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, PeerRecord  # noqa: E402
+from protocol.frames import DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES  # noqa: E402
+from protocol.records import PeerRecord  # noqa: E402
 
 EXCHANGE_TIMEOUT_S = 120.0  # one mix(); generous because the machine's cores are shared
 PULL_DEADLINE_S = 60.0  # per neighbour pull inside a mix
@@ -53,8 +54,9 @@ FP16_ATOL = 4e-3  # fp16 rounding of N(0,1) values (|x| < 8: error < 2^-11 * 8),
 
 def resnet18_num_floats() -> int:
     """Number of parameters of timm's resnet18: the length of the flat buffer a peer publishes."""
-    import peer  # noqa: F401  (installs the torchvision shim before timm is imported)
     import timm
+
+    import peer  # noqa: F401  (installs the torchvision shim before timm is imported)
 
     model = timm.create_model("resnet18", pretrained=False)
     flat = torch.nn.utils.parameters_to_vector(model.parameters())
@@ -63,16 +65,26 @@ def resnet18_num_floats() -> int:
 
 # ---- the gossip side of a pairwise exchange (runs inside a time_pair worker process) -----------
 
-def _node_config(peer_id: str, num_floats: int, wire_dtype: str, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> NodeConfig:
-    return NodeConfig(swarm_id="bench", peer_id=peer_id, layout_fingerprint=f"flat-fp32-{num_floats}",
-                      wire_dtype=wire_dtype, pull_deadline_s=PULL_DEADLINE_S, chunk_bytes=chunk_bytes)
+
+def _node_config(
+    peer_id: str, num_floats: int, wire_dtype: str, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+) -> NodeConfig:
+    return NodeConfig(
+        swarm_id="bench",
+        peer_id=peer_id,
+        layout_fingerprint=f"flat-fp32-{num_floats}",
+        wire_dtype=wire_dtype,
+        pull_deadline_s=PULL_DEADLINE_S,
+        chunk_bytes=chunk_bytes,
+    )
 
 
 class GossipSide:
     """One process of the gossip exchange: a GossipRunner over a two-peer static membership."""
 
-    def __init__(self, rank: int, num_floats: int, wire_dtype: str = "fp32",
-                 chunk_bytes: int = DEFAULT_CHUNK_BYTES):
+    def __init__(
+        self, rank: int, num_floats: int, wire_dtype: str = "fp32", chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    ):
         torch.set_num_threads(1)  # two processes share the machine's two cores, like the baselines
         self._rank = rank
         self._config = _node_config(f"p{rank}", num_floats, wire_dtype, chunk_bytes)
@@ -128,12 +140,16 @@ class GossipSide4MiB(GossipSide):
 def measure(num_floats: int, reps: int = 5, warmup: int = 2, variant: str = "fp32"):
     """Timed gossip pairwise exchanges (``benchmarks.time_pair`` timing) of one variant:
     "fp32" (defaults: 1 MiB chunks, as raw), "fp16" (fp16 on the wire) or "fp32-4mib" (4 MiB chunks)."""
-    side, atol = {"fp32": (GossipSide, 0.0), "fp16": (GossipSideFp16, FP16_ATOL),
-                  "fp32-4mib": (GossipSide4MiB, 0.0)}[variant]
+    side, atol = {
+        "fp32": (GossipSide, 0.0),
+        "fp16": (GossipSideFp16, FP16_ATOL),
+        "fp32-4mib": (GossipSide4MiB, 0.0),
+    }[variant]
     return time_pair(side, num_floats, reps, warmup, atol=atol)
 
 
 # ---- a 4-node ring round ----------------------------------------------------------------------
+
 
 def _ring_worker(conn, rank: int, n: int, num_floats: int) -> None:
     """One ring peer: serve, learn everyone's address, then publish / mix on command."""
@@ -190,33 +206,44 @@ def measure_ring(num_floats: int, reps: int, warmup: int, n: int = 4) -> list[Ri
             p.send(addresses)
         out = []
         for index in range(warmup + reps):
-            for p in pipes:
-                p.send("arm")
-            [_recv(p) for p in pipes]
-            t0 = time.perf_counter()
-            for p in pipes:
-                p.send("go")
-            done = [_recv(p) for p in pipes]
-            wall = time.perf_counter() - t0
-            if any(answered != 2 or abs(w - 1 / 3) > 1e-9 for answered, w, _, _ in done):
-                raise RuntimeError(f"ring round incomplete: {done}")
+            rep = _ring_round(pipes)
             if index >= warmup:
-                out.append(RingRep(wall, max(d[2] for d in done), max(d[3] for d in done)))
+                out.append(rep)
         return out
     finally:
-        for p in pipes:
+        _stop_ring(pipes, procs)
+
+
+def _ring_round(pipes) -> RingRep:
+    """One timed ring round: arm every peer, then "go" and wait for every mixed buffer."""
+    for p in pipes:
+        p.send("arm")
+    [_recv(p) for p in pipes]
+    t0 = time.perf_counter()
+    for p in pipes:
+        p.send("go")
+    done = [_recv(p) for p in pipes]
+    wall = time.perf_counter() - t0
+    if any(answered != 2 or abs(w - 1 / 3) > 1e-9 for answered, w, _, _ in done):
+        raise RuntimeError(f"ring round incomplete: {done}")
+    return RingRep(wall, max(d[2] for d in done), max(d[3] for d in done))
+
+
+def _stop_ring(pipes, procs) -> None:
+    """Ask every ring worker to stop; kill the process group of any that does not within 15 s."""
+    for p in pipes:
+        try:
+            p.send("stop")
+        except (BrokenPipeError, OSError):
+            pass
+    for proc in procs:
+        proc.join(15)
+        if proc.pid is not None and proc.exitcode is None:
             try:
-                p.send("stop")
-            except (BrokenPipeError, OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
                 pass
-        for proc in procs:
-            proc.join(15)
-            if proc.pid is not None and proc.exitcode is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                proc.join(5)
+            proc.join(5)
 
 
 def _recv(pipe, timeout_s: float = EXCHANGE_TIMEOUT_S):
@@ -230,54 +257,85 @@ def _recv(pipe, timeout_s: float = EXCHANGE_TIMEOUT_S):
 
 # ---- main -------------------------------------------------------------------------------------
 
+
 def _ms(values) -> str:
     return " ".join(f"{v * 1e3:.0f}" for v in values)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=7, help="timed repetitions per system (>= 5)")
     parser.add_argument("--warmup", type=int, default=2, help="discarded repetitions before timing")
     parser.add_argument("--floats", type=int, default=0, help="payload floats (default: timm resnet18's)")
-    parser.add_argument("--skip-hivemind", action="store_true", help="no hivemind baseline (RESULT then reports nan)")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--skip-hivemind", action="store_true", help="no hivemind baseline (RESULT then reports nan)"
+    )
+    return parser.parse_args(argv)
+
+
+def _gossip_variants(num_floats: int, reps: int, warmup: int) -> list[float]:
+    """Time our gossip (fp32, 4 MiB chunks, fp16 wire, a 4-ring) and print each; the fp32 walls."""
+    gossip_reps = measure(num_floats, reps, warmup)
+    gossip = [r.wall_s for r in gossip_reps]
+    pull = [max(e["pull_s"] for e in r.extras) for r in gossip_reps]
+    mix = [max(e["mix_s"] for e in r.extras) for r in gossip_reps]
+    print(
+        f"dssl gossip fp32:       median {statistics.median(gossip) * 1e3:7.1f} ms  ({_ms(gossip)}); "
+        f"inside: pull {statistics.median(pull) * 1e3:.1f} ms, mix {statistics.median(mix) * 1e3:.1f} ms "
+        f"(overlapping)",
+        flush=True,
+    )
+    big = [r.wall_s for r in measure(num_floats, reps, warmup, variant="fp32-4mib")]
+    print(
+        f"dssl gossip fp32 4 MiB chunks: median {statistics.median(big) * 1e3:7.1f} ms  ({_ms(big)})",
+        flush=True,
+    )
+    half = [r.wall_s for r in measure(num_floats, reps, warmup, variant="fp16")]
+    print(
+        f"dssl gossip fp16 wire:  median {statistics.median(half) * 1e3:7.1f} ms  ({_ms(half)})", flush=True
+    )
+    ring = measure_ring(num_floats, reps, warmup)
+    print(
+        f"dssl gossip 4-ring:     median {statistics.median(r.wall_s for r in ring) * 1e3:7.1f} ms  "
+        f"({_ms(r.wall_s for r in ring)}); slowest peer pull "
+        f"{statistics.median(r.pull_s for r in ring) * 1e3:.1f} ms",
+        flush=True,
+    )
+    return gossip
+
+
+def _hivemind_median(num_floats: int, reps: int, warmup: int) -> float:
+    from benchmarks import _hivemind_avg
+
+    hive = _hivemind_avg.measure(num_floats, reps, warmup)
+    print(
+        f"hivemind averager:      median {statistics.median(hive) * 1e3:7.1f} ms  ({_ms(hive)})", flush=True
+    )
+    return statistics.median(hive)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
     from benchmarks import _raw_grpc
 
     num_floats = args.floats or resnet18_num_floats()
-    print(f"payload: {num_floats} float32 = {num_floats * 4 / 2**20:.1f} MiB (timm resnet18 flat params)"
-          if not args.floats else f"payload: {num_floats} float32", flush=True)
-
+    print(
+        f"payload: {num_floats} float32 = {num_floats * 4 / 2**20:.1f} MiB (timm resnet18 flat params)"
+        if not args.floats
+        else f"payload: {num_floats} float32",
+        flush=True,
+    )
     raw = _raw_grpc.measure(num_floats, args.reps, args.warmup)
     print(f"raw grpc pairwise:      median {statistics.median(raw) * 1e3:7.1f} ms  ({_ms(raw)})", flush=True)
-    gossip_reps = measure(num_floats, args.reps, args.warmup)
-    gossip = [r.wall_s for r in gossip_reps]
-    pull = [max(e["pull_s"] for e in r.extras) for r in gossip_reps]
-    mix = [max(e["mix_s"] for e in r.extras) for r in gossip_reps]
-    print(f"dssl gossip fp32:       median {statistics.median(gossip) * 1e3:7.1f} ms  ({_ms(gossip)}); "
-          f"inside: pull {statistics.median(pull) * 1e3:.1f} ms, mix {statistics.median(mix) * 1e3:.1f} ms "
-          f"(overlapping)", flush=True)
-    big = [r.wall_s for r in measure(num_floats, args.reps, args.warmup, variant="fp32-4mib")]
-    print(f"dssl gossip fp32 4 MiB chunks: median {statistics.median(big) * 1e3:7.1f} ms  ({_ms(big)})",
-          flush=True)
-    half = [r.wall_s for r in measure(num_floats, args.reps, args.warmup, variant="fp16")]
-    print(f"dssl gossip fp16 wire:  median {statistics.median(half) * 1e3:7.1f} ms  ({_ms(half)})", flush=True)
-    ring = measure_ring(num_floats, args.reps, args.warmup)
-    print(f"dssl gossip 4-ring:     median {statistics.median(r.wall_s for r in ring) * 1e3:7.1f} ms  "
-          f"({_ms(r.wall_s for r in ring)}); slowest peer pull "
-          f"{statistics.median(r.pull_s for r in ring) * 1e3:.1f} ms", flush=True)
-    if args.skip_hivemind:
-        hivemind_s = float("nan")
-    else:
-        from benchmarks import _hivemind_avg
-
-        hive = _hivemind_avg.measure(num_floats, args.reps, args.warmup)
-        hivemind_s = statistics.median(hive)
-        print(f"hivemind averager:      median {hivemind_s * 1e3:7.1f} ms  ({_ms(hive)})", flush=True)
+    gossip = _gossip_variants(num_floats, args.reps, args.warmup)
+    hivemind_s = float("nan") if args.skip_hivemind else _hivemind_median(num_floats, args.reps, args.warmup)
     raw_s, gossip_s = statistics.median(raw), statistics.median(gossip)
-    print(f"RESULT raw_s={raw_s:.4f} gossip_s={gossip_s:.4f} hivemind_s={hivemind_s:.4f} "
-          f"gossip_over_raw={gossip_s / raw_s:.3f} hivemind_over_gossip={hivemind_s / gossip_s:.2f}")
+    print(
+        f"RESULT raw_s={raw_s:.4f} gossip_s={gossip_s:.4f} hivemind_s={hivemind_s:.4f} "
+        f"gossip_over_raw={gossip_s / raw_s:.3f} hivemind_over_gossip={hivemind_s / gossip_s:.2f}"
+    )
     return 0
 
 

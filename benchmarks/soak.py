@@ -1,9 +1,9 @@
-"""Soak: a real local swarm under a seeded random churn schedule for M minutes (issue 6 §5).
+"""Soak: a real local swarm under a seeded random churn schedule for M minutes.
 
 Starts ``--peers`` real ``dssl peer`` processes (timm ``test_resnet`` SimSiam on a Fashion-MNIST
-subset, sync gossip on a ring), applies :func:`launcher.faults.generate_schedule` (kill + restart,
+subset, sync gossip on a ring), applies :func:`launcher.fault_schedule.generate_schedule` (kill + restart,
 SIGSTOP/SIGCONT, ×k slow-down, pull drops, partitions — one fault at a time) through the
-launcher's :class:`~launcher.faults.FaultRunner`, samples every peer's RSS (its process group) every
+launcher's :class:`~launcher.fault_runner.FaultRunner`, samples every peer's RSS (its process group) every
 ``--sample-s`` seconds, then reads the peers' ``metrics.jsonl``. It reports rounds completed, pulls
 failed / refused, the longest round vs the deadline and the RSS slope per peer, and ends with::
 
@@ -21,9 +21,23 @@ failed / refused, the longest round vs the deadline and the RSS slope per peer, 
 * rss_slope_mb_per_h: the largest least-squares RSS slope of any peer process that lived at least
   ``--min-fit-s`` seconds (each incarnation of a restarted peer is fitted on its own).
 
+* rounds_past_deadline: rounds whose pulls took longer than the pull deadline (no grace).
+* rejoin_rounds_max: after each restart, the rounds the restarted peer logged up to and including
+  its first round in which a neighbour answered (1 = it mixed in its first round back).
+* throughput_ratio (with ``--baseline``): images trained per second over the run (each peer's last
+  step x its batch), divided by the same for a fault-free run of the same swarm and length that
+  runs first in the same invocation.
+* rss_slope_mb_per_h: the largest RSS slope of any process incarnation, fitted over the last
+  ``--fit-last-min`` minutes (and only incarnations that lived ``--min-fit-s`` in that window).
+
+Churn: by default a mixed seeded schedule (kill/restart, stop, slow, drop, partition); with
+``--kill-every-s N`` one random peer is killed (SIGKILL) every N seconds and restarted from its
+checkpoint ``--restart-after-s`` later. ``--slow-peer K`` makes peer p1 K times slower.
+
 Usage::
 
     .venv/bin/python benchmarks/soak.py [--minutes 30] [--peers 4] [--seed 0] [--run-root runs]
+    .venv/bin/python benchmarks/soak.py --peers 16 --minutes 30 --kill-every-s 30 --slow-peer 3 --baseline
 """
 
 from __future__ import annotations
@@ -33,6 +47,7 @@ import json
 import sys
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,17 +56,25 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from launcher.faults import FaultRunner, generate_schedule  # noqa: E402
-from launcher.local import LocalSwarm  # noqa: E402
-from launcher.rundir import create_run_dir, write_manifest, write_peer_configs  # noqa: E402
+from launcher.fault_control import with_fault_injection  # noqa: E402
+from launcher.fault_runner import FaultRunner  # noqa: E402
+from launcher.fault_schedule import FaultSchedule, generate_schedule, kill_schedule  # noqa: E402
+from launcher.processes import SwarmProcesses  # noqa: E402
+from launcher.run_setup import create_run_dir, write_manifest, write_peer_configs  # noqa: E402
 from launcher.spec import plan_from_dict  # noqa: E402
 from peer.metrics import read_metrics  # noqa: E402
+from peer.rundir import METRICS_FILE  # noqa: E402
 
 BASE = {
     "name": "soak",
     "data": {"dataset": "fashion-mnist", "partition": "dirichlet:0.5", "train_limit": 512, "test_limit": 100},
-    "objective": {"name": "simsiam", "backbone": "test_resnet", "proj_hidden_dim": 32, "proj_dim": 32,
-                  "pred_dim": 8},
+    "objective": {
+        "name": "simsiam",
+        "backbone": "test_resnet",
+        "proj_hidden_dim": 32,
+        "proj_dim": 32,
+        "pred_dim": 8,
+    },
     "train": {"batch_size": 16, "period": 4, "log_every": 20, "time_budget_s": 1.0e6, "checkpoint_every": 20},
     "eval": {"bank_limit": 200, "linear_epochs": 1, "own_distribution": False, "at_start": False},
     "gossip": {"mode": "sync", "topology": "ring", "deadline_s": 3.0},
@@ -71,8 +94,11 @@ def complete_mix(record: dict) -> bool:
     """The realised row is a full mix over exactly the neighbours that answered."""
     nbrs = record.get("neighbours") or []
     total = record["self_weight"] + sum(n["weight"] for n in nbrs)
-    return (abs(total - 1.0) < 1e-6 and all(n["weight"] > 0 for n in nbrs if n["answered"])
-            and all(n["weight"] == 0 for n in nbrs if not n["answered"]))
+    return (
+        abs(total - 1.0) < 1e-6
+        and all(n["weight"] > 0 for n in nbrs if n["answered"])
+        and all(n["weight"] == 0 for n in nbrs if not n["answered"])
+    )
 
 
 def slope_mb_per_h(samples: list[tuple[float, int]]) -> float:
@@ -81,92 +107,232 @@ def slope_mb_per_h(samples: list[tuple[float, int]]) -> float:
     return float(np.polyfit(t - t[0], rss, 1)[0] * 3600.0)
 
 
-def main(argv: list[str]) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--minutes", type=float, default=30.0, help="how long the churn runs")
     p.add_argument("--peers", type=int, default=4)
     p.add_argument("--seed", type=int, default=0, help="seeds the churn schedule and the drop decisions")
     p.add_argument("--run-root", default="runs", help="parent of the run directory")
     p.add_argument("--sample-s", type=float, default=5.0, help="RSS / progress sampling period")
-    p.add_argument("--grace-s", type=float, default=2.0, help="a round's pulls may overrun the deadline this much")
-    p.add_argument("--stall-s", type=float, default=60.0, help="no round for this long while unfaulted = a hang")
-    p.add_argument("--min-fit-s", type=float, default=60.0, help="fit RSS only over processes living this long")
-    args = p.parse_args(argv)
+    p.add_argument(
+        "--grace-s", type=float, default=2.0, help="a round's pulls may overrun the deadline this much"
+    )
+    p.add_argument(
+        "--stall-s", type=float, default=60.0, help="no round for this long while unfaulted = a hang"
+    )
+    p.add_argument(
+        "--min-fit-s", type=float, default=60.0, help="fit RSS only over processes living this long"
+    )
+    p.add_argument("--fit-last-min", type=float, default=20.0, help="fit RSS over the last N minutes")
+    p.add_argument(
+        "--kill-every-s", type=float, default=0.0, help="kill a random peer this often (0: mixed churn)"
+    )
+    p.add_argument("--restart-after-s", type=float, default=2.0, help="a killed peer restarts after this")
+    p.add_argument("--slow-peer", type=float, default=1.0, help="peer p1 is this many times slower")
+    p.add_argument("--deadline-s", type=float, default=3.0, help="the pull deadline of every round")
+    p.add_argument("--baseline", action="store_true", help="first run the same swarm without faults")
+    return p
 
-    plan = plan_from_dict({"swarm": {"id": f"soak-{args.seed}", "ready_timeout_s": 180, "stop_deadline_s": 30,
-                                     "seed": args.seed}, "base": BASE, "defaults": {"threads": 1}},
-                          size=args.peers)
-    run = create_run_dir(args.run_root, "soak")
+
+def _swarm(args: argparse.Namespace, argv: list[str], name: str) -> SwarmProcesses:
+    """The soak swarm's processes in a fresh run directory (nothing started yet)."""
+    swarm = {"id": f"{name}-{args.seed}", "ready_timeout_s": 300, "stop_deadline_s": 30, "seed": args.seed}
+    base = json.loads(json.dumps(BASE))
+    base["gossip"]["deadline_s"] = args.deadline_s
+    slow = {1: {"slowdown": args.slow_peer}} if args.slow_peer > 1 and args.peers > 1 else {}
+    spec = {"swarm": swarm, "base": base, "defaults": {"threads": 1}, "peers": slow}
+    plan = with_fault_injection(plan_from_dict(spec, size=args.peers))  # churn includes transport faults
+    run = create_run_dir(args.run_root, name)
     write_manifest(run, plan, ["soak", *argv])
-    swarm = LocalSwarm(plan, run, config_paths=write_peer_configs(run, plan),
-                       peer_args=["--dht-ttl-s", "5", "--stop-deadline-s", "20"])
-    ids = [peer.peer_id for peer in plan.peers]
-    duration = args.minutes * 60.0
-    schedule = generate_schedule(args.seed, ids, duration)
-    (run.path / "faults.yaml").write_text(json.dumps(schedule.to_dict(), indent=1))
-    deadline = plan.peers[0].config.gossip.deadline_s
-    print(f"soak: {args.peers} peers, {args.minutes:g} min, seed {args.seed}, {len(schedule.events)} scheduled "
-          f"fault events, deadline {deadline:g} s; run dir {run.path}", flush=True)
+    return SwarmProcesses(
+        plan,
+        run,
+        config_paths=write_peer_configs(run, plan),
+        peer_args=["--dht-ttl-s", "5", "--stop-deadline-s", "20"],
+    )
 
-    rss: dict[tuple[str, int], list[tuple[float, int]]] = defaultdict(list)
-    stalls = 0
+
+class _Watch:
+    """Per-peer RSS samples (one series per process incarnation) and stalls: a running peer that is
+    not under a process fault and logged no round for ``stall_s`` seconds (counted once per stall)."""
+
+    def __init__(self, ids: list[str], stall_s: float):
+        self.ids, self.stall_s = ids, stall_s
+        self.rss: dict[tuple[str, int], list[tuple[float, int]]] = defaultdict(list)
+        self.stalls = 0
+        self._last_round = {i: -1 for i in ids}
+        self._progress_at = {i: time.monotonic() for i in ids}
+        self._stalled: set[str] = set()
+
+    def sample(self, swarm: SwarmProcesses, runner: FaultRunner) -> None:
+        now = time.monotonic()
+        rounds_now = runner.rounds.poll()
+        for peer_id in self.ids:
+            proc = swarm.processes.get(peer_id)
+            if proc is not None and proc.alive():
+                self.rss[(peer_id, proc.pid)].append((time.time(), group_rss(proc.pid)))
+            if rounds_now.get(peer_id, -1) > self._last_round[peer_id] or runner.faulted(peer_id):
+                self._last_round[peer_id] = rounds_now.get(peer_id, -1)
+                self._progress_at[peer_id] = now
+                self._stalled.discard(peer_id)
+            elif now - self._progress_at[peer_id] > self.stall_s and peer_id not in self._stalled:
+                self._stalled.add(peer_id)
+                self.stalls += 1
+                idle = now - self._progress_at[peer_id]
+                print(f"soak: {peer_id} logged no round for {idle:.0f} s while not faulted", flush=True)
+
+    def slopes(self, min_fit_s: float, since: float = 0.0, peer_id: str | None = None) -> list[float]:
+        """RSS slopes (MB/h) of the incarnations (of ``peer_id``, or of every peer), fitted on their
+        samples taken after ``since`` (unix time), when those span at least ``min_fit_s``."""
+        fits = []
+        for (p_id, _), samples in self.rss.items():
+            window = [s for s in samples if s[0] >= since]
+            if (
+                (peer_id is None or p_id == peer_id)
+                and len(window) >= 3
+                and window[-1][0] - window[0][0] >= min_fit_s
+            ):
+                fits.append(slope_mb_per_h(window))
+        return fits
+
+
+def _peer_tally(records: list[dict], deadline: float, grace_s: float) -> dict[str, float]:
+    """One peer's rounds: completed, over the deadline (or timed out), partial, pulls failed / refused."""
+    timeouts = [r for r in records if "error" in r]
+    mixed = [r for r in records if "error" not in r]
+    nbr = [n for r in mixed for n in r["neighbours"] if not n["answered"]]
+    refused = sum(1 for n in nbr if (n.get("error") or "").startswith("refused"))
+    return {
+        "completed": len(mixed),
+        "timeouts": len(timeouts),
+        "over": len(timeouts) + sum(1 for r in mixed if r["pull_seconds"] > deadline + grace_s),
+        "partial": sum(1 for r in mixed if not complete_mix(r)),
+        "failed": len(nbr) - refused,
+        "refused": refused,
+        "longest": max((r["pull_seconds"] + r["mix_seconds"] for r in mixed), default=0.0),
+        "past": sum(1 for r in mixed if r["pull_seconds"] > deadline),
+    }
+
+
+@dataclass
+class SoakRun:
+    """One measured run: its processes, samples, exit codes and measured window (unix times)."""
+
+    swarm: SwarmProcesses
+    watch: _Watch
+    codes: dict
+    started: float
+    ended: float
+
+
+def _schedule(args: argparse.Namespace, ids: list[str], duration: float) -> FaultSchedule:
+    if args.kill_every_s > 0:
+        return kill_schedule(args.seed, ids, duration, args.kill_every_s, args.restart_after_s)
+    return generate_schedule(args.seed, ids, duration)
+
+
+def _run(args: argparse.Namespace, argv: list[str], name: str, faulted: bool) -> SoakRun:
+    """Start the swarm, apply the churn (or none), sample until the time is up, stop."""
+    swarm = _swarm(args, argv, name)
+    ids = [peer.peer_id for peer in swarm.plan.peers]
+    duration = args.minutes * 60.0
+    schedule = _schedule(args, ids, duration) if faulted else FaultSchedule(seed=args.seed, events=())
+    (swarm.run.path / "faults.yaml").write_text(json.dumps(schedule.to_dict(), indent=1))
+    print(
+        f"soak: {name}: {args.peers} peers, {args.minutes:g} min, seed {args.seed}, "
+        f"{len(schedule.events)} fault events, deadline {args.deadline_s:g} s; run dir {swarm.run.path}",
+        flush=True,
+    )
+    watch = _Watch(ids, args.stall_s)
     swarm.start()
     runner = FaultRunner(swarm, schedule).start()
+    started = time.time()
     try:
-        last_round = {i: -1 for i in ids}
-        progress_at = {i: time.monotonic() for i in ids}
-        stalled: set[str] = set()
         until = time.monotonic() + duration
         while time.monotonic() < until:
             time.sleep(args.sample_s)
             swarm.poll()
-            now = time.monotonic()
-            rounds_now = runner.rounds.poll()
-            for peer_id in ids:
-                proc = swarm.processes.get(peer_id)
-                if proc is not None and proc.alive():
-                    rss[(peer_id, proc.pid)].append((time.time(), group_rss(proc.pid)))
-                if rounds_now.get(peer_id, -1) > last_round[peer_id] or runner.faulted(peer_id):
-                    last_round[peer_id] = rounds_now.get(peer_id, -1)
-                    progress_at[peer_id] = now
-                    stalled.discard(peer_id)
-                elif now - progress_at[peer_id] > args.stall_s and peer_id not in stalled:
-                    stalled.add(peer_id)
-                    stalls += 1
-                    print(f"soak: {peer_id} logged no round for {now - progress_at[peer_id]:.0f} s while not "
-                          f"faulted", flush=True)
+            watch.sample(swarm, runner)
     finally:
         runner.close()
+        ended = time.time()
         codes = swarm.stop()
+    return SoakRun(swarm=swarm, watch=watch, codes=codes, started=started, ended=ended)
 
-    over, partial, failed, refused, completed = 0, 0, 0, 0, 0
-    longest = 0.0
-    for peer_id in ids:
-        records = read_metrics(run.peer_dir(peer_id) / "metrics.jsonl", kind="round")
-        timeouts = [r for r in records if "error" in r]
-        mixed = [r for r in records if "error" not in r]
-        completed += len(mixed)
-        over += len(timeouts) + sum(1 for r in mixed if r["pull_seconds"] > deadline + args.grace_s)
-        partial += sum(1 for r in mixed if not complete_mix(r))
-        nbr = [n for r in mixed for n in r["neighbours"] if not n["answered"]]
-        peer_refused = sum(1 for n in nbr if (n.get("error") or "").startswith("refused"))
-        refused += peer_refused
-        failed += len(nbr) - peer_refused
-        peer_longest = max((r["pull_seconds"] + r["mix_seconds"] for r in mixed), default=0.0)
-        longest = max(longest, peer_longest)
-        fits = [slope_mb_per_h(s) for (p_id, _), s in rss.items()
-                if p_id == peer_id and len(s) >= 3 and s[-1][0] - s[0][0] >= args.min_fit_s]
-        print(f"soak: {peer_id}: {len(mixed)} rounds, {len(timeouts)} mix timeouts, pulls failed {len(nbr) - peer_refused}"
-              f" refused {peer_refused}, longest round {peer_longest:.2f} s, RSS slope "
-              f"{', '.join(f'{f:+.1f}' for f in fits) or 'n/a'} MB/h, exit {codes.get(peer_id)}", flush=True)
-    fired = [e["action"] for e in swarm.timeline.events("fault")]
-    print(f"soak: {len(fired)} faults injected ({', '.join(f'{a}={fired.count(a)}' for a in sorted(set(fired)))}); "
-          f"{completed} rounds completed; pulls failed {failed}, refused {refused}; longest round {longest:.2f} s "
-          f"vs deadline {deadline:g} s", flush=True)
-    slopes = [slope_mb_per_h(s) for s in rss.values() if len(s) >= 3 and s[-1][0] - s[0][0] >= args.min_fit_s]
-    slope = max(slopes) if slopes else float("nan")
-    print(f"RESULT hangs={over + stalls} partial_states={partial} max_round_over_deadline={longest / deadline:.3f} "
-          f"rss_slope_mb_per_h={slope:.1f}", flush=True)
+
+def images_per_s(run: SoakRun) -> float:
+    """Training progress kept over the measured window: each peer's last step minus its step when
+    the window opened (a restart from a checkpoint loses the steps since it), times its batch."""
+    images = 0
+    for peer in run.swarm.plan.peers:
+        records = read_metrics(run.swarm.run.peer_dir(peer.peer_id) / METRICS_FILE, kind="train")
+        before = [r["step"] for r in records if r["time"] <= run.started]
+        if records:
+            images += (records[-1]["step"] - (before[-1] if before else 0)) * peer.config.train.batch_size
+    return images / max(run.ended - run.started, 1e-9)
+
+
+def rejoin_rounds(run: SoakRun) -> list[int]:
+    """Per restart: the restarted peer's rounds up to its first round with a neighbour answering."""
+    out = []
+    for event in run.swarm.timeline.events("fault"):
+        if event["action"] != "restart" or not event.get("applied"):
+            continue
+        path = run.swarm.run.peer_dir(event["peer"]) / METRICS_FILE
+        after = [r for r in read_metrics(path, kind="round") if r["time"] > event["t"] and "error" not in r]
+        first = next((i for i, r in enumerate(after) if r["answered"] > 0), None)
+        out.append(first + 1 if first is not None else len(after) + 1)
+    return out
+
+
+def _report(run: SoakRun, args: argparse.Namespace) -> dict[str, float]:
+    """Per-peer lines, then the run's totals."""
+    totals: dict[str, float] = defaultdict(float)
+    deadline = args.deadline_s
+    since = run.ended - args.fit_last_min * 60.0
+    for peer_id in run.watch.ids:
+        records = read_metrics(run.swarm.run.peer_dir(peer_id) / METRICS_FILE, kind="round")
+        t = _peer_tally(records, deadline, args.grace_s)
+        for key in ("completed", "over", "partial", "failed", "refused", "past"):
+            totals[key] += t[key]
+        totals["longest"] = max(totals["longest"], t["longest"])
+        fits = run.watch.slopes(args.min_fit_s, since, peer_id)
+        print(
+            f"soak: {peer_id}: {t['completed']} rounds, {t['timeouts']} failed, {t['past']} past deadline, "
+            f"pulls failed {t['failed']} refused {t['refused']}, longest round {t['longest']:.2f} s, "
+            f"RSS slope {', '.join(f'{f:+.1f}' for f in fits) or 'n/a'} MB/h, exit {run.codes.get(peer_id)}",
+            flush=True,
+        )
+    fired = [e["action"] for e in run.swarm.timeline.events("fault")]
+    kinds = ", ".join(f"{a}={fired.count(a)}" for a in sorted(set(fired)))
+    slopes = run.watch.slopes(args.min_fit_s, since)
+    totals["hangs"] = totals["over"] + run.watch.stalls
+    totals["slope"] = max(slopes) if slopes else float("nan")
+    totals["images_per_s"] = images_per_s(run)
+    print(
+        f"soak: {len(fired)} faults injected ({kinds}); {totals['completed']:.0f} rounds; pulls failed "
+        f"{totals['failed']:.0f}, refused {totals['refused']:.0f}; longest round {totals['longest']:.2f} s "
+        f"vs deadline {deadline:g} s; {totals['images_per_s']:.1f} images/s",
+        flush=True,
+    )
+    return totals
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    baseline = _report(_run(args, argv, "soak-baseline", faulted=False), args) if args.baseline else None
+    churn = _run(args, argv, "soak", faulted=True)
+    totals = _report(churn, args)
+    rejoins = rejoin_rounds(churn)
+    ratio = totals["images_per_s"] / baseline["images_per_s"] if baseline else float("nan")
+    print(
+        f"RESULT hangs={totals['hangs']:.0f} partial_states={totals['partial']:.0f} "
+        f"rounds_past_deadline={totals['past']:.0f} rejoin_rounds_max={max(rejoins, default=0)} "
+        f"restarts={len(rejoins)} throughput_ratio={ratio:.3f} "
+        f"max_round_over_deadline={totals['longest'] / args.deadline_s:.3f} "
+        f"rss_slope_mb_per_h={totals['slope']:.1f}",
+        flush=True,
+    )
     return 0
 
 

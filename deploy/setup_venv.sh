@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates (or refreshes) the project's virtual environment with the CI-tested pins.
 #
-# DESIGN.md §5: torch and torchvision are pinned in the same pip command as everything else, or
+# docs/design.md §5: torch and torchvision are pinned in the same pip command as everything else, or
 # timm drags in the newest torch with GBs of CUDA wheels. On a machine without an NVIDIA GPU we try
 # the CPU build (torch==2.13.0+cpu) first and fall back to the plain pin only when no CPU wheel
 # source is configured. Re-running is cheap: a stamp of the inputs skips a complete install.

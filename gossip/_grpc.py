@@ -7,7 +7,7 @@ descriptor so a renamed RPC in ``gossip.proto`` cannot silently diverge from the
 from __future__ import annotations
 
 from protocol import gossip_pb2 as pb
-from protocol.serde import MAX_CHUNK_BYTES
+from protocol.frames import MAX_CHUNK_BYTES
 
 # One Pull stream frame is at most a 4 MiB data chunk plus a few bytes of framing; a header with
 # many tensor specs stays far below 1 MiB. Allow 8 MiB so a frame never hits grpcio's 4 MiB default

@@ -1,7 +1,7 @@
 """The gossip gRPC client side: ``call_*`` wrappers, each with a mandatory deadline.
 
-A call either returns a verified Python object (decoded by ``protocol.serde``) or raises
-``PullFailed`` whose ``kind`` says why in one word ("deadline", "unavailable", "refused (...)",
+A call either returns a verified Python object (decoded by ``protocol.serde`` / ``protocol.assembler``)
+or raises ``PullFailed`` whose ``kind`` says why in one word ("deadline", "unavailable", "refused (...)",
 "corrupt", "truncated", "unauthenticated", ...): the node records it as the neighbour's error for the round.
 
 With a ``SwarmAuth`` every call carries a fresh token and the server's membership proof (initial
@@ -18,7 +18,15 @@ import grpc
 from gossip import _grpc
 from gossip.security import AuthError, SwarmAuth, TLSFiles, proof_from_metadata
 from protocol import gossip_pb2 as pb
-from protocol import serde
+from protocol.assembler import ReceivedSnapshot, SnapshotAssembler
+from protocol.frames import WireError
+from protocol.serde import (
+    Hello,
+    PullRequest,
+    hello_reply_from_proto,
+    hello_request_to_proto,
+    pull_request_to_proto,
+)
 
 
 class PullFailed(Exception):
@@ -41,9 +49,12 @@ def open_channel(address: str, tls: TLSFiles | None = None) -> grpc.aio.Channel:
 
 def _rpc_failure(exc: grpc.aio.AioRpcError) -> PullFailed:
     code = exc.code()
-    kind = {grpc.StatusCode.DEADLINE_EXCEEDED: "deadline", grpc.StatusCode.UNAVAILABLE: "unavailable",
-            grpc.StatusCode.CANCELLED: "cancelled",
-            grpc.StatusCode.UNAUTHENTICATED: "unauthenticated"}.get(code, f"rpc {code.name.lower()}")
+    kind = {
+        grpc.StatusCode.DEADLINE_EXCEEDED: "deadline",
+        grpc.StatusCode.UNAVAILABLE: "unavailable",
+        grpc.StatusCode.CANCELLED: "cancelled",
+        grpc.StatusCode.UNAUTHENTICATED: "unauthenticated",
+    }.get(code, f"rpc {code.name.lower()}")
     return PullFailed(kind, exc.details() or code.name)
 
 
@@ -62,36 +73,44 @@ async def _check_proof(call, auth: SwarmAuth | None, token: bytes) -> None:
         raise PullFailed("unauthenticated", str(exc)) from None
 
 
-async def call_hello(channel: grpc.aio.Channel, hello: serde.Hello, timeout: float,
-                     auth: SwarmAuth | None = None) -> serde.Hello:
+async def call_hello(
+    channel: grpc.aio.Channel, hello: Hello, timeout: float, auth: SwarmAuth | None = None
+) -> Hello:
     """Introduce ourselves; returns the server's Hello (its ``status`` says if it accepts us)."""
-    method = channel.unary_unary(_grpc.HELLO_METHOD, request_serializer=pb.HelloRequest.SerializeToString,
-                                 response_deserializer=pb.HelloReply.FromString)
+    method = channel.unary_unary(
+        _grpc.HELLO_METHOD,
+        request_serializer=pb.HelloRequest.SerializeToString,
+        response_deserializer=pb.HelloReply.FromString,
+    )
     if auth is not None:
         hello = dataclasses.replace(hello, auth_token=auth.client_token(hello.record.peer_id, "hello"))
-    call = method(serde.hello_request_to_proto(hello), timeout=timeout)
+    call = method(hello_request_to_proto(hello), timeout=timeout)
     try:
         reply = await call
         await _check_proof(call, auth, hello.auth_token)
     except grpc.aio.AioRpcError as exc:
         raise _rpc_failure(exc) from None
-    return serde.hello_reply_from_proto(reply)
+    return hello_reply_from_proto(reply)
 
 
 async def call_pull(
-    channel: grpc.aio.Channel, request: serde.PullRequest, assembler: serde.SnapshotAssembler, timeout: float,
+    channel: grpc.aio.Channel,
+    request: PullRequest,
+    assembler: SnapshotAssembler,
+    timeout: float,
     auth: SwarmAuth | None = None,
-) -> tuple[serde.ReceivedSnapshot, int]:
+) -> tuple[ReceivedSnapshot, int]:
     """Pull one snapshot within ``timeout`` seconds; returns (snapshot, wire bytes received).
 
     Frames are fed to ``assembler`` as they arrive (raw bytes: the response deserializer is the
     identity), so size limits apply before buffering and a bad chunk aborts the stream at once.
     """
-    method = channel.unary_stream(_grpc.PULL_METHOD, request_serializer=pb.PullRequest.SerializeToString,
-                                  response_deserializer=None)
+    method = channel.unary_stream(
+        _grpc.PULL_METHOD, request_serializer=pb.PullRequest.SerializeToString, response_deserializer=None
+    )
     if auth is not None:
         request = dataclasses.replace(request, auth_token=auth.client_token(request.peer_id, "pull"))
-    call = method(serde.pull_request_to_proto(request), timeout=timeout)
+    call = method(pull_request_to_proto(request), timeout=timeout)
     try:
         await _check_proof(call, auth, request.auth_token)  # before a single frame is accepted
         async for frame in call:
@@ -99,7 +118,7 @@ async def call_pull(
         return assembler.result(), assembler.wire_bytes
     except grpc.aio.AioRpcError as exc:
         raise _rpc_failure(exc) from None
-    except serde.WireError as exc:
+    except WireError as exc:
         raise PullFailed(exc.kind, str(exc.args[0])) from None
     finally:
         call.cancel()  # no-op when finished; stops the server streaming after an early error

@@ -1,13 +1,13 @@
-"""Who is alive and where: peer records in a hivemind DHT (the only module of ours importing hivemind).
+"""Who is alive and where: peer records in a hivemind DHT (with gossip.dht_records, our only hivemind users).
 
-Discovery is not transport (DESIGN.md §1): the DHT only answers "which peers are alive and at which
-gRPC address". Every peer stores its ``PeerRecord`` (msgpack, see ``protocol.serde``) under the key
+Discovery is not transport (docs/design.md §1): the DHT only answers "which peers are alive and at which
+gRPC address". Every peer stores its ``PeerRecord`` (msgpack, see ``protocol.records``) under the key
 ``<swarm id>/peers`` with subkey = its peer id and a short expiration, and a background heartbeat
 re-stores it before it expires. A peer that stops heart-beating therefore drops out of everyone's
 live set within one TTL; a peer that leaves politely overwrites its entry with a tombstone and drops
 out at once.
 
-The DHT runs with the safe flags of DESIGN.md §4: it listens on one explicit address (loopback by
+The DHT runs with the safe flags of docs/design.md §4: it listens on one explicit address (loopback by
 default) and NAT port mapping, AutoNAT and relays stay off unless the user asks for them.
 
 hivemind runs the DHT in a forked process: start discovery before the process starts other threads
@@ -32,78 +32,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import hivemind
-from hivemind.dht.routing import DHTID
-from hivemind.dht.validation import DHTRecord, RecordValidatorBase
 from hivemind.utils.multiaddr import Multiaddr
-from hivemind.utils.serializer import MSGPackSerializer
 from hivemind.utils.timed_storage import get_dht_time
 
-from protocol.serde import PeerRecord, RecordError, peer_record_from_bytes, peer_record_to_bytes
+from gossip.dht_records import TOMBSTONE, PeerRecordValidator, WarnOnce, check_entry
+from protocol.records import PeerRecord, RecordError, peer_record_to_bytes
 
 logger = logging.getLogger(__name__)
 
-_TOMBSTONE = b""  # the value a leaving peer stores over its record: "gone", never a valid record
 _MIN_EXPIRATION_STEP = 1e-3  # hivemind keeps the later-expiring value, so each store must expire later
 _TIMEOUTS = (TimeoutError, concurrent.futures.TimeoutError)  # distinct types before Python 3.11
-_MAX_WARNED = 1024  # bound on remembered bad entries (we warn once per entry, not once per read)
 
 
 class DiscoveryError(RuntimeError):
     """The DHT could not start or join; the message says what failed and what to check."""
-
-
-def check_entry(subkey: Any, value: Any) -> PeerRecord | None:
-    """Validate one entry under ``<swarm>/peers``: the record, or None for a leave tombstone.
-
-    Raises RecordError when the subkey is not a peer id string, the value is not a valid record,
-    or the record names another peer than its subkey (nobody may announce on another's behalf).
-    """
-    if not isinstance(subkey, str):
-        raise RecordError(f"subkey must be a peer id string, got {type(subkey).__name__}")
-    if isinstance(value, bytes) and value == _TOMBSTONE:
-        return None
-    record = peer_record_from_bytes(value)
-    if record.peer_id != subkey:
-        raise RecordError(f"record for peer {record.peer_id!r} stored under subkey {subkey!r}")
-    return record
-
-
-class _WarnOnce:
-    """Log a warning once per offending entry, not once per read (bounded memory)."""
-
-    def __init__(self) -> None:
-        self._seen: set[Any] = set()
-
-    def __call__(self, key: Any, message: str, *args: Any) -> None:
-        if key in self._seen:
-            return
-        if len(self._seen) >= _MAX_WARNED:
-            self._seen.clear()
-        self._seen.add(key)
-        logger.warning(message, *args)
-
-
-class PeerRecordValidator(RecordValidatorBase):
-    """Runs inside every DHT node of ours: refuses to store, or to accept from another node, any
-    entry under the swarm key that ``check_entry`` rejects (and any plain value there, which would
-    replace the whole map). hivemind itself breaks on a map with mixed subkey types, so bad entries
-    must be stopped at the door, not only skipped when read."""
-
-    def __init__(self, key: str):
-        self._key = key
-        self._key_bytes = DHTID.generate(source=key).to_bytes()
-        self._warn = _WarnOnce()
-
-    def validate(self, record: DHTRecord) -> bool:
-        if record.key != self._key_bytes:
-            return True  # not our key: not our business
-        try:
-            check_entry(MSGPackSerializer.loads(record.subkey), MSGPackSerializer.loads(record.value))
-        except Exception as exc:  # RecordError, or msgpack errors on undecodable bytes
-            self._warn((record.subkey[:64], record.expiration_time),
-                       "refused a DHT entry under %r: %s", self._key, exc)
-            return False
-        return True
 
 
 def check_initial_peer(maddr: str) -> None:
@@ -148,13 +90,16 @@ class DiscoveryConfig:
         peers = tuple(str(p).strip() for p in self.initial_peers if str(p).strip())
         object.__setattr__(self, "initial_peers", peers)  # frozen: normalise once, here
         if not self.swarm_id or not self.swarm_id.isprintable() or any(c.isspace() for c in self.swarm_id):
-            raise ValueError(f"swarm_id must be a non-empty printable string without spaces, "
-                             f"got {self.swarm_id!r}")
+            raise ValueError(
+                f"swarm_id must be a non-empty printable string without spaces, got {self.swarm_id!r}"
+            )
         try:
             ipaddress.ip_address(self.host)
         except ValueError:
-            raise ValueError(f"host must be an IP address of this machine (e.g. 127.0.0.1, 0.0.0.0 or "
-                             f"10.0.0.5), got {self.host!r}") from None
+            raise ValueError(
+                f"host must be an IP address of this machine (e.g. 127.0.0.1, 0.0.0.0 or "
+                f"10.0.0.5), got {self.host!r}"
+            ) from None
         if not 0 <= self.port < 65536:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
         if self.ttl_s <= 0:
@@ -245,7 +190,7 @@ class DHTDiscovery:
         self._record: PeerRecord | None = None  # latest record to heart-beat; None = not announced
         self._expiration = 0.0  # expiration of the last record (or tombstone) we stored
         self._last_seen: dict[str, tuple[PeerRecord, float]] = {}  # last successful read
-        self._warn = _WarnOnce()
+        self._warn = WarnOnce(logger)
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self._closed = False
@@ -258,38 +203,16 @@ class DHTDiscovery:
         quiet_hivemind()
         started = time.perf_counter()
         peers = list(config.initial_peers) or None
-        dht = hivemind.DHT(
-            initial_peers=peers,
-            start=True,
-            await_ready=False,  # we wait ourselves, with a deadline
-            host_maddrs=[config.host_maddr],
-            startup_timeout=config.startup_timeout_s,
-            shutdown_timeout=config.shutdown_timeout_s,
-            client_mode=config.client_mode,
-            record_validators=[PeerRecordValidator(config.key)],
-            nat_port_map=config.nat_port_map,
-            auto_nat=config.auto_nat,
-            use_relay=config.use_relay,
-            use_auto_relay=config.use_auto_relay,
-        )
-        try:
-            dht.wait_until_ready(timeout=config.startup_timeout_s + config.request_timeout_s)
-            maddrs_future = dht.run_coroutine(_visible_maddrs, return_future=True)
-            maddrs = maddrs_future.result(timeout=config.request_timeout_s)
-        except _TIMEOUTS:
-            _stop_dht(dht, config.shutdown_timeout_s)
-            raise DiscoveryError(
-                f"the hivemind DHT did not become ready within {config.startup_timeout_s:g} s "
-                f"(listening on {config.host_maddr}, initial peers: "
-                f"{', '.join(config.initial_peers) or 'none'}); check the machine's load and that "
-                f"the initial peers are reachable, or raise startup_timeout_s"
-            ) from None
-        except Exception as exc:
-            _stop_dht(dht, config.shutdown_timeout_s)
-            raise _start_error(exc, config) from exc
+        dht = _new_dht(config, peers)
+        maddrs = _visible_maddrs_when_ready(dht, config)
         action = "joined" if peers else "bootstrapped"
-        logger.info("discovery %s swarm %r in %.2f s; visible at %s", action, config.swarm_id,
-                    time.perf_counter() - started, ", ".join(maddrs))
+        logger.info(
+            "discovery %s swarm %r in %.2f s; visible at %s",
+            action,
+            config.swarm_id,
+            time.perf_counter() - started,
+            ", ".join(maddrs),
+        )
         return cls(config, dht, maddrs)
 
     def leave(self) -> None:
@@ -302,11 +225,14 @@ class DHTDiscovery:
             record, self._record = self._record, None
         if record is None:
             return
-        if self._store(record.peer_id, _TOMBSTONE):
+        if self._store(record.peer_id, TOMBSTONE):
             logger.info("peer %s left swarm %r", record.peer_id, self.config.swarm_id)
         else:
-            logger.warning("peer %s could not store its leave tombstone; it drops out when its record "
-                           "expires (<= %g s)", record.peer_id, self.config.ttl_s)
+            logger.warning(
+                "peer %s could not store its leave tombstone; it drops out when its record expires (<= %g s)",
+                record.peer_id,
+                self.config.ttl_s,
+            )
 
     def close(self) -> None:
         """Leave, then shut the DHT process down (bounded time). Idempotent."""
@@ -341,8 +267,9 @@ class DHTDiscovery:
 
     def join_command(self, extra_args: str = "") -> str:
         """The exact command another host runs to join this swarm."""
-        command = shlex.join(["dssl", "join", "--bootstrap", self.bootstrap_maddr,
-                              "--swarm-id", self.config.swarm_id])
+        command = shlex.join(
+            ["dssl", "join", "--bootstrap", self.bootstrap_maddr, "--swarm-id", self.config.swarm_id]
+        )
         return f"{command} {extra_args.strip()}" if extra_args.strip() else command
 
     # ---- membership ------------------------------------------------------------------------
@@ -356,12 +283,16 @@ class DHTDiscovery:
             self._record = record
             self._stop.clear()
             if self._heartbeat is None or not self._heartbeat.is_alive():
-                self._heartbeat = threading.Thread(target=self._beat, daemon=True,
-                                                   name=f"dht-heartbeat-{record.peer_id}")
+                self._heartbeat = threading.Thread(
+                    target=self._beat, daemon=True, name=f"dht-heartbeat-{record.peer_id}"
+                )
                 self._heartbeat.start()  # its first beat comes one period after this store
         if not self._store(record.peer_id, peer_record_to_bytes(record)):
-            logger.warning("announcing peer %s failed; the heartbeat retries every %g s",
-                           record.peer_id, self.config.heartbeat)
+            logger.warning(
+                "announcing peer %s failed; the heartbeat retries every %g s",
+                record.peer_id,
+                self.config.heartbeat,
+            )
 
     def live_peers(self) -> list[PeerRecord]:
         """The live peers (self included once announced), sorted by peer id."""
@@ -403,8 +334,14 @@ class DHTDiscovery:
             expiration = max(get_dht_time() + self.config.ttl_s, self._expiration + _MIN_EXPIRATION_STEP)
             self._expiration = expiration
         try:
-            return bool(self._call(lambda: self._dht.store(self.config.key, value, expiration, subkey=peer_id,
-                                                           return_future=True), "store"))
+            return bool(
+                self._call(
+                    lambda: self._dht.store(
+                        self.config.key, value, expiration, subkey=peer_id, return_future=True
+                    ),
+                    "store",
+                )
+            )
         except Exception as exc:
             logger.warning("DHT store for peer %s failed: %s", peer_id, exc)
             return False
@@ -414,8 +351,11 @@ class DHTDiscovery:
         try:
             found = self._call(lambda: self._dht.get(self.config.key, latest=True, return_future=True), "get")
         except Exception as exc:
-            logger.warning("reading the live set of swarm %r failed (%s); reusing the last answer",
-                           self.config.swarm_id, exc)
+            logger.warning(
+                "reading the live set of swarm %r failed (%s); reusing the last answer",
+                self.config.swarm_id,
+                exc,
+            )
             return dict(self._last_seen)
         entries = self._decode(found)
         self._last_seen = dict(entries)
@@ -425,8 +365,12 @@ class DHTDiscovery:
         if found is None:
             return {}
         if not isinstance(found.value, dict):
-            self._warn(("<whole key>", found.expiration_time), "swarm %r: the value under %r is not a map "
-                       "of peer records; ignored", self.config.swarm_id, self.config.key)
+            self._warn(
+                ("<whole key>", found.expiration_time),
+                "swarm %r: the value under %r is not a map of peer records; ignored",
+                self.config.swarm_id,
+                self.config.key,
+            )
             return {}
         now = get_dht_time()
         entries: dict[str, tuple[PeerRecord, float]] = {}
@@ -437,8 +381,13 @@ class DHTDiscovery:
             try:
                 record = check_entry(subkey, value)
             except RecordError as exc:
-                self._warn((repr(subkey)[:64], expiration), "swarm %r: ignoring entry %.64r: %s",
-                           self.config.swarm_id, subkey, exc)
+                self._warn(
+                    (repr(subkey)[:64], expiration),
+                    "swarm %r: ignoring entry %.64r: %s",
+                    self.config.swarm_id,
+                    subkey,
+                    exc,
+                )
                 continue
             if record is not None:
                 entries[record.peer_id] = (record, float(expiration))
@@ -452,16 +401,69 @@ class DHTDiscovery:
             if record is None:
                 return
             if not self._store(record.peer_id, peer_record_to_bytes(record)):
-                logger.warning("heartbeat of peer %s failed; retrying in %g s", record.peer_id,
-                               self.config.heartbeat)
+                logger.warning(
+                    "heartbeat of peer %s failed; retrying in %g s", record.peer_id, self.config.heartbeat
+                )
+
+
+def _new_dht(config: DiscoveryConfig, peers: list[str] | None) -> hivemind.DHT:
+    """Start the DHT process with our safe flags; readiness is awaited by the caller, with a deadline."""
+    return hivemind.DHT(
+        initial_peers=peers,
+        start=True,
+        await_ready=False,  # we wait ourselves, with a deadline
+        host_maddrs=[config.host_maddr],
+        startup_timeout=config.startup_timeout_s,
+        shutdown_timeout=config.shutdown_timeout_s,
+        client_mode=config.client_mode,
+        record_validators=[PeerRecordValidator(config.key)],
+        nat_port_map=config.nat_port_map,
+        auto_nat=config.auto_nat,
+        use_relay=config.use_relay,
+        use_auto_relay=config.use_auto_relay,
+    )
+
+
+def _visible_maddrs_when_ready(dht: hivemind.DHT, config: DiscoveryConfig) -> list[str]:
+    """Wait (bounded) until the DHT is ready and return its dialable multiaddrs; stop it and raise
+    DiscoveryError when it does not come up."""
+    try:
+        dht.wait_until_ready(timeout=config.startup_timeout_s + config.request_timeout_s)
+        maddrs_future = dht.run_coroutine(_visible_maddrs, return_future=True)
+        maddrs = maddrs_future.result(timeout=config.request_timeout_s)
+    except _TIMEOUTS:
+        _stop_dht(dht, config.shutdown_timeout_s)
+        raise DiscoveryError(
+            f"the hivemind DHT did not become ready within {config.startup_timeout_s:g} s "
+            f"(listening on {config.host_maddr}, initial peers: "
+            f"{', '.join(config.initial_peers) or 'none'}); check the machine's load and that "
+            f"the initial peers are reachable, or raise startup_timeout_s"
+        ) from None
+    except Exception as exc:
+        _stop_dht(dht, config.shutdown_timeout_s)
+        raise _start_error(exc, config) from exc
+    return maddrs
 
 
 def _stop_dht(dht: hivemind.DHT, timeout: float) -> None:
-    """Shut the DHT process down; hivemind terminates it if it ignores the request for ``timeout``."""
+    """Shut the DHT process down within about ``timeout`` seconds, whatever it does.
+
+    The polite request runs in a helper thread (hivemind's ``shutdown`` itself can block on the
+    DHT's pipe); a process still alive when the time is up is terminated, then killed. A peer's stop
+    deadline therefore never runs out inside hivemind's shutdown."""
+    request = threading.Thread(target=_request_shutdown, args=(dht,), daemon=True, name="dht-shutdown")
+    request.start()
+    request.join(timeout + 1.0)  # hivemind's own shutdown waits ``timeout``, then terminates
+    for force in ("terminate", "kill"):
+        if not dht.is_alive():
+            return
+        logger.warning("the DHT process ignored the shutdown for %g s: %s", timeout, force)
+        getattr(dht, force)()
+        dht.join(1.0)
+
+
+def _request_shutdown(dht: hivemind.DHT) -> None:
     try:
         dht.shutdown()
     except Exception:
-        logger.warning("DHT shutdown request failed; terminating the DHT process", exc_info=True)
-        if dht.is_alive():
-            dht.terminate()
-    dht.join(timeout)
+        logger.warning("DHT shutdown request failed", exc_info=True)

@@ -1,6 +1,6 @@
 """In-transport fault injection: a gRPC server interceptor driven by a JSON control file.
 
-The launcher (``launcher.faults``) injects network faults into a running swarm without telling the
+The launcher (``launcher.fault_runner``) injects network faults into a running swarm without telling the
 peers anything: it writes a small JSON file into each peer's run dir, and this interceptor — installed
 on every gossip server by ``GossipNode.create`` when ``NodeConfig.fault_control`` names that file —
 re-reads it whenever it changes (one ``stat`` per pull; the file is replaced atomically) and applies
@@ -49,7 +49,7 @@ import grpc
 
 from gossip import _grpc
 from protocol import gossip_pb2 as pb
-from protocol import serde
+from protocol.frames import refusal_frame
 
 logger = logging.getLogger(__name__)
 
@@ -109,15 +109,24 @@ class FaultControl:
             if not isinstance(link, dict) or set(link) - {"delay_s", "bytes_per_s"}:
                 raise ControlError(f"links.{requester}: expected {{delay_s, bytes_per_s}}, got {link!r}")
             rate = link.get("bytes_per_s")
-            parsed = Link(delay_s=float(link.get("delay_s", 0.0)), bytes_per_s=None if rate is None else float(rate))
+            parsed = Link(
+                delay_s=float(link.get("delay_s", 0.0)), bytes_per_s=None if rate is None else float(rate)
+            )
             if parsed.delay_s < 0 or (parsed.bytes_per_s is not None and parsed.bytes_per_s <= 0):
-                raise ControlError(f"links.{requester}: delay_s must be >= 0 and bytes_per_s > 0, got {link!r}")
+                raise ControlError(
+                    f"links.{requester}: delay_s must be >= 0 and bytes_per_s > 0, got {link!r}"
+                )
             links[str(requester)] = parsed
         groups = values.get("partition") or []
         if not isinstance(groups, list) or not all(isinstance(g, list) for g in groups):
             raise ControlError(f"partition: expected a list of peer-id lists, got {groups!r}")
-        return cls(seed=int(values.get("seed", 0)), drop_p=p, drop_mode=mode, links=links,
-                   partition=tuple(frozenset(map(str, g)) for g in groups))
+        return cls(
+            seed=int(values.get("seed", 0)),
+            drop_p=p,
+            drop_mode=mode,
+            links=links,
+            partition=tuple(frozenset(map(str, g)) for g in groups),
+        )
 
     def link(self, requester: str) -> Link:
         return self.links.get(requester) or self.links.get(_ANY) or Link()
@@ -133,7 +142,9 @@ class FaultControl:
         if self.partitioned(server, requester):
             return Decision("refuse", f"fault injection: {server} is partitioned from {requester}")
         if self.drop_p > 0.0 and drop_draw(self.seed, server, requester, round) < self.drop_p:
-            return Decision(self.drop_mode, f"fault injection: pull dropped (p={self.drop_p:g}, {self.drop_mode})")
+            return Decision(
+                self.drop_mode, f"fault injection: pull dropped (p={self.drop_p:g}, {self.drop_mode})"
+            )
         return Decision("serve", link=self.link(requester))
 
 
@@ -172,15 +183,6 @@ class ControlFile:
         return self._control
 
 
-def write_control(path: str | Path, values: dict[str, Any]) -> None:
-    """Atomically replace the control file (validated first). Tests and local tools use it."""
-    FaultControl.from_dict(values)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(values))
-    os.replace(tmp, path)
-
-
 class TokenBucket:
     """Paces bytes to ``rate`` per second, bursts up to ``burst`` bytes; a frame larger than the
     tokens left runs the bucket into debt and the next sender waits it off (exact average rate)."""
@@ -209,11 +211,16 @@ class FaultInterceptor(grpc.aio.ServerInterceptor):
         self.injected: dict[str, int] = {}  # action -> count, for logs and tests
 
     async def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method != _grpc.PULL_METHOD or handler.unary_stream is None:
+        if (
+            handler is None
+            or handler_call_details.method != _grpc.PULL_METHOD
+            or handler.unary_stream is None
+        ):
             return handler
         inner = handler.unary_stream
 
@@ -221,8 +228,11 @@ class FaultInterceptor(grpc.aio.ServerInterceptor):
             async for frame in self._faulty(inner, request, context):
                 yield frame
 
-        return grpc.unary_stream_rpc_method_handler(pull, request_deserializer=handler.request_deserializer,
-                                                    response_serializer=handler.response_serializer)
+        return grpc.unary_stream_rpc_method_handler(
+            pull,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
 
     def _bucket(self, requester: str, rate: float) -> TokenBucket:
         key = (requester, rate)
@@ -231,14 +241,21 @@ class FaultInterceptor(grpc.aio.ServerInterceptor):
             bucket = self._buckets[key] = TokenBucket(rate)
         return bucket
 
-    async def _faulty(self, inner, request: pb.PullRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+    async def _faulty(
+        self, inner, request: pb.PullRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
         decision = self.control.current().decide(self.peer_id, request.peer_id, request.round)
         if decision.action != "serve":
             self.injected[decision.action] = self.injected.get(decision.action, 0) + 1
-            logger.info("%s: pull of round %d by %s: %s", self.peer_id, request.round, request.peer_id,
-                        decision.reason)
+            logger.info(
+                "%s: pull of round %d by %s: %s",
+                self.peer_id,
+                request.round,
+                request.peer_id,
+                decision.reason,
+            )
         if decision.action == "refuse":
-            yield serde.refusal_frame(pb.STATUS_REFUSED, decision.reason)
+            yield refusal_frame(pb.STATUS_REFUSED, decision.reason)
             return
         if decision.action == "stall":
             remaining = context.time_remaining()  # outlive the caller's deadline: it gives up first

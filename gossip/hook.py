@@ -6,12 +6,15 @@ the mixed result::
 
     hook.publish(flat_params, round=r, embedding=z)   # copies once, under a lock; returns at once
     result = hook.mix().result()                     # a concurrent.futures.Future[MixResult]
-    load(result.params)                              # θ_i <- Σ_j W_ij θ_j over those who answered
+    if result.failure is None:
+        load(result.params)                          # θ_i <- Σ_j W_ij θ_j over those who answered
 
 ``publish`` makes round ``r``'s snapshot visible to neighbours (read-only, versioned by round);
 ``mix`` pulls the neighbours' round-``r`` snapshots (sync mode; newest in async mode), each pull with
 a deadline, mixes them, and resolves the future. A neighbour that does not answer in time has its
-weight returned to the self-weight; the round still completes.
+weight returned to the self-weight; the round still completes. The hook owns the round's deadline:
+a round that fails or outlives it resolves too, to a MixResult that holds the local (published)
+parameters and says why in ``failure`` — the trainer never handles a timeout.
 
 ``standalone`` training passes no hook at all (the single-peer / centralised baseline).
 """
@@ -59,6 +62,9 @@ class MixResult:
     # The closed neighbourhood's embedding payloads themselves (own first, then the neighbours that
     # answered, by id; same shape as own): what `embedding` is the mean of.
     embeddings: tuple[torch.Tensor, ...] = ()
+    # Why this round did not mix ("mix timeout", "mix failed: ..."); None for a round that mixed.
+    # A failed round's params are the local ones it published, self_weight 1 and no neighbours.
+    failure: str | None = None
 
     @property
     def answered(self) -> int:
@@ -81,5 +87,6 @@ class GossipHook(Protocol):
         ...
 
     def mix(self) -> concurrent.futures.Future[MixResult]:
-        """Start mixing the last published round with the neighbours; resolves to a MixResult."""
+        """Start mixing the last published round with the neighbours; always resolves to a MixResult
+        (``failure`` set when the round failed or outlived its deadline)."""
         ...

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from protocol.serde import PeerRecord
+from protocol.records import PeerRecord
 
 
 class Membership(Protocol):

@@ -1,7 +1,7 @@
 """Which neighbour snapshots a peer accepts, and robust aggregation rules over the accepted ones.
 
 A neighbour's snapshot passed every wire check (framing, CRC-32, sizes, swarm, layout, round) in
-``protocol.serde`` — that only proves it arrived intact, not that it is sane. Before a block of a
+``protocol.assembler`` — that only proves it arrived intact, not that it is sane. Before a block of a
 neighbour's parameters is mixed, ``AcceptancePolicy`` checks it; a neighbour that fails is
 *rejected*: logged, and its weight returned to the self-weight (``mixing.renormalise``), exactly as
 for a neighbour that did not answer.
@@ -39,7 +39,9 @@ class RobustConfig:
 
     aggregation: str = "weighted"  # one of AGGREGATIONS
     trim_fraction: float = 0.2  # trimmed mean: fraction β trimmed from each side per coordinate
-    max_norm_ratio: float | None = DEFAULT_MAX_NORM_RATIO  # None: no norm bound (non-finite is always refused)
+    max_norm_ratio: float | None = (
+        DEFAULT_MAX_NORM_RATIO  # None: no norm bound (non-finite is always refused)
+    )
     max_distance_ratio: float | None = None  # ||θ_j - θ_i|| / ||θ_i|| bound; None: off
 
     def __post_init__(self) -> None:
@@ -74,55 +76,63 @@ class AcceptancePolicy:
         self.norm_sq: dict[str, float] = {}  # prefix ||θ_j[:k]||²
         self.dist_sq: dict[str, float] = {}  # prefix ||θ_j[:k] - θ_i[:k]||²
 
-    def check_block(self, peer: str, start: int, own: torch.Tensor, theirs: torch.Tensor,
-                    scratch: torch.Tensor) -> str | None:
+    def check_block(
+        self, peer: str, start: int, own: torch.Tensor, theirs: torch.Tensor, scratch: torch.Tensor
+    ) -> str | None:
         """Check ``theirs`` = θ_j[start:start+n] against ``own`` = θ_i[same]; ``scratch``: float32, >= n."""
         block_sq = _norm_sq(theirs, scratch)
         if not math.isfinite(block_sq):
             return f"non-finite values in elements [{start}, {start + theirs.numel()})"
         total = self.norm_sq[peer] = self.norm_sq.get(peer, 0.0) + block_sq
         if self._upper_sq is not None and total > self._upper_sq:
-            return (f"norm jump: ||theirs|| > {math.sqrt(total):.4g} exceeds {self.config.max_norm_ratio:g} x "
-                    f"||ours|| = {math.sqrt(self.own_norm_sq):.4g}")
+            return (
+                f"norm jump: ||theirs|| > {math.sqrt(total):.4g} exceeds {self.config.max_norm_ratio:g} x "
+                f"||ours|| = {math.sqrt(self.own_norm_sq):.4g}"
+            )
         if self._dist_sq is not None:
-            diff = scratch[:own.numel()]
+            diff = scratch[: own.numel()]
             if theirs.dtype == torch.float32:
                 torch.sub(own, theirs, out=diff)
             else:
                 diff.copy_(theirs).neg_().add_(own)
             dist = self.dist_sq[peer] = self.dist_sq.get(peer, 0.0) + float(torch.dot(diff, diff))
             if dist > self._dist_sq:
-                return (f"distance jump: ||theirs - ours|| > {math.sqrt(dist):.4g} exceeds "
-                        f"{self.config.max_distance_ratio:g} x ||ours|| = {math.sqrt(self.own_norm_sq):.4g}")
+                return (
+                    f"distance jump: ||theirs - ours|| > {math.sqrt(dist):.4g} exceeds "
+                    f"{self.config.max_distance_ratio:g} x ||ours|| = {math.sqrt(self.own_norm_sq):.4g}"
+                )
         return None
 
     def check_complete(self, peer: str) -> str | None:
         """The rule that needs the whole snapshot: the norm must not collapse below ours / ratio."""
         if self._lower_sq is not None and self.norm_sq.get(peer, 0.0) < self._lower_sq:
-            return (f"norm collapse: ||theirs|| = {math.sqrt(self.norm_sq.get(peer, 0.0)):.4g} is below "
-                    f"||ours|| / {self.config.max_norm_ratio:g} = {math.sqrt(self._lower_sq):.4g}")
+            return (
+                f"norm collapse: ||theirs|| = {math.sqrt(self.norm_sq.get(peer, 0.0)):.4g} is below "
+                f"||ours|| / {self.config.max_norm_ratio:g} = {math.sqrt(self._lower_sq):.4g}"
+            )
         return None
 
 
 def _norm_sq(values: torch.Tensor, scratch: torch.Tensor) -> float:
     """||values||² in float32 arithmetic (NaN/Inf propagate; fp16/bf16 are widened in ``scratch``)."""
     if values.dtype != torch.float32:
-        values = scratch[:values.numel()].copy_(values)
+        values = scratch[: values.numel()].copy_(values)
     return float(torch.dot(values, values))
 
 
 def norm_sq(params: torch.Tensor) -> float:
-    """||params||² of a float32 vector, summed per block in float64 (so millions of terms stay exact enough)."""
+    """||params||² of a float32 vector, summed per block in float64 (millions of terms stay exact enough)."""
     total = 0.0
     step = 1 << 20
     for lo in range(0, params.numel(), step):
-        block = params[lo:lo + step]
+        block = params[lo : lo + step]
         total += float(torch.dot(block, block))
     return total
 
 
-def trimmed_mean(buffers: Sequence[torch.Tensor], trim_fraction: float, out: torch.Tensor,
-                 block: int = 1 << 16) -> torch.Tensor:
+def trimmed_mean(
+    buffers: Sequence[torch.Tensor], trim_fraction: float, out: torch.Tensor, block: int = 1 << 16
+) -> torch.Tensor:
     """Coordinate-wise β-trimmed mean of equally shaped 1-D ``buffers`` into float32 ``out``.
 
     Drops ``floor(trim_fraction * n)`` values from each end per coordinate (Yin et al., ICML 2018).
@@ -139,10 +149,10 @@ def trimmed_mean(buffers: Sequence[torch.Tensor], trim_fraction: float, out: tor
     stack = torch.empty((n, min(block, out.numel())), dtype=torch.float32)
     for lo in range(0, out.numel(), block):
         hi = min(lo + block, out.numel())
-        rows = stack[:, :hi - lo]
+        rows = stack[:, : hi - lo]
         for i, b in enumerate(buffers):
             rows[i].copy_(b[lo:hi])
         if k:
-            rows = rows.sort(dim=0).values[k:n - k]
+            rows = rows.sort(dim=0).values[k : n - k]
         torch.mean(rows, dim=0, out=out[lo:hi])
     return out

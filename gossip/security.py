@@ -37,9 +37,9 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import BinaryIO
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import grpc
 
@@ -63,6 +63,7 @@ class SecurityConfigError(ValueError):
 
 # ---- TLS ------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class TLSFiles:
     """PEM files of one peer: the swarm CA certificate, its own certificate and private key."""
@@ -73,13 +74,15 @@ class TLSFiles:
 
     @classmethod
     def from_dir(cls, directory: str | Path, peer_id: str) -> TLSFiles:
-        """``<dir>/ca.crt``, ``<dir>/<peer_id>.crt``, ``<dir>/<peer_id>.key`` (as ``launcher.certs`` writes them)."""
+        """``<dir>/ca.crt``, ``<dir>/<peer_id>.crt`` and ``.key``, as ``launcher.certs`` writes them."""
         d = Path(directory)
         files = cls(ca=d / "ca.crt", cert=d / f"{peer_id}.crt", key=d / f"{peer_id}.key")
         missing = [str(p) for p in (files.ca, files.cert, files.key) if not p.is_file()]
         if missing:
-            raise SecurityConfigError(f"TLS directory {d} lacks {', '.join(missing)} "
-                                      f"(make them with launcher.certs, or run without TLS via --insecure)")
+            raise SecurityConfigError(
+                f"TLS directory {d} lacks {', '.join(missing)} "
+                f"(make them with launcher.certs, or run without TLS via --insecure)"
+            )
         return files
 
     def _read(self) -> tuple[bytes, bytes, bytes]:
@@ -126,7 +129,9 @@ def read_credentials(stream: BinaryIO, directory: str | Path) -> tuple[Path | No
     if not line:
         raise SecurityConfigError("--credentials-stdin: stdin closed before the credentials line arrived")
     if len(line) > MAX_CREDENTIALS_BYTES:
-        raise SecurityConfigError(f"--credentials-stdin: the credentials line exceeds {MAX_CREDENTIALS_BYTES} bytes")
+        raise SecurityConfigError(
+            f"--credentials-stdin: the credentials line exceeds {MAX_CREDENTIALS_BYTES} bytes"
+        )
     try:
         payload = json.loads(base64.b64decode(line.strip(), validate=True))
         peer_id, tls, secret = payload["peer_id"], payload["tls"], payload["secret"]
@@ -142,19 +147,25 @@ def read_credentials(stream: BinaryIO, directory: str | Path) -> tuple[Path | No
     if tls is not None:
         tls_dir = Path(directory)
         tls_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for name, text, mode in (("ca.crt", tls["ca"], 0o644), (f"{peer_id}.crt", tls["cert"], 0o644),
-                                 (f"{peer_id}.key", tls["key"], 0o600)):
+        for name, text, mode in (
+            ("ca.crt", tls["ca"], 0o644),
+            (f"{peer_id}.crt", tls["cert"], 0o644),
+            (f"{peer_id}.key", tls["key"], 0o600),
+        ):
             fd = os.open(tls_dir / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
             with os.fdopen(fd, "w") as fh:
                 fh.write(text)
     secret_bytes = secret.strip().encode() if secret is not None else None
     if secret_bytes is not None and len(secret_bytes) < MIN_SECRET_BYTES:
-        raise SecurityConfigError(f"--credentials-stdin: the swarm secret is {len(secret_bytes)} bytes; "
-                                  f"use at least {MIN_SECRET_BYTES}")
+        raise SecurityConfigError(
+            f"--credentials-stdin: the swarm secret is {len(secret_bytes)} bytes; "
+            f"use at least {MIN_SECRET_BYTES}"
+        )
     return tls_dir, secret_bytes
 
 
 # ---- the swarm secret -----------------------------------------------------------------------
+
 
 def load_secret(path: str | Path | None = None, env: str = SECRET_ENV) -> bytes | None:
     """The swarm secret from ``path`` (whitespace-stripped), else from ``$env``, else None."""
@@ -169,8 +180,10 @@ def load_secret(path: str | Path | None = None, env: str = SECRET_ENV) -> bytes 
     else:
         return None
     if len(secret) < MIN_SECRET_BYTES:
-        raise SecurityConfigError(f"the swarm secret in {where} is {len(secret)} bytes; use at least "
-                                  f"{MIN_SECRET_BYTES} (e.g. `openssl rand -hex 32`)")
+        raise SecurityConfigError(
+            f"the swarm secret in {where} is {len(secret)} bytes; use at least "
+            f"{MIN_SECRET_BYTES} (e.g. `openssl rand -hex 32`)"
+        )
     return secret
 
 
@@ -178,7 +191,13 @@ def _fields(*parts: str | bytes | int) -> bytes:
     """Length-prefixed concatenation: no two different field lists give the same bytes."""
     out = bytearray()
     for part in parts:
-        raw = part.encode() if isinstance(part, str) else part if isinstance(part, bytes) else str(part).encode()
+        raw = (
+            part.encode()
+            if isinstance(part, str)
+            else part
+            if isinstance(part, bytes)
+            else str(part).encode()
+        )
         out += struct.pack(">I", len(raw)) + raw
     return bytes(out)
 
@@ -186,8 +205,13 @@ def _fields(*parts: str | bytes | int) -> bytes:
 class SwarmAuth:
     """Make and check request tokens and server proofs for one swarm (thread-safe)."""
 
-    def __init__(self, secret: bytes, swarm_id: str, max_skew_s: float = DEFAULT_MAX_SKEW_S,
-                 clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        secret: bytes,
+        swarm_id: str,
+        max_skew_s: float = DEFAULT_MAX_SKEW_S,
+        clock: Callable[[], float] = time.time,
+    ):
         if len(secret) < MIN_SECRET_BYTES:
             raise SecurityConfigError(f"swarm secret must be at least {MIN_SECRET_BYTES} bytes")
         self._secret = secret
@@ -221,12 +245,16 @@ class SwarmAuth:
             raise AuthError(f"auth token version {version} is not supported")
         expected = self._mac("client", self.swarm_id, peer_id, method, millis, nonce)
         if not hmac.compare_digest(mac, expected):
-            raise AuthError(f"auth token does not match swarm {self.swarm_id!r}'s secret (or peer id {peer_id!r})")
+            raise AuthError(
+                f"auth token does not match swarm {self.swarm_id!r}'s secret (or peer id {peer_id!r})"
+            )
         now = self._clock()
         skew = abs(now - millis / 1000)
         if skew > self.max_skew_s:
-            raise AuthError(f"auth token is {skew:.0f} s off our clock (limit {self.max_skew_s:.0f} s): "
-                            f"stale or replayed, or the hosts' clocks disagree")
+            raise AuthError(
+                f"auth token is {skew:.0f} s off our clock (limit {self.max_skew_s:.0f} s): "
+                f"stale or replayed, or the hosts' clocks disagree"
+            )
         self._remember(nonce, now)
 
     def _remember(self, nonce: bytes, now: float) -> None:
@@ -245,7 +273,9 @@ class SwarmAuth:
 
     def verify_server(self, proof: bytes | None, token: bytes) -> None:
         if not proof:
-            raise AuthError("the server sent no swarm membership proof (it does not hold this swarm's secret)")
+            raise AuthError(
+                "the server sent no swarm membership proof (it does not hold this swarm's secret)"
+            )
         if not hmac.compare_digest(proof, self.server_proof(token)):
             raise AuthError(f"the server's membership proof does not match swarm {self.swarm_id!r}'s secret")
 

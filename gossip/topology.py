@@ -92,8 +92,10 @@ class TopologySpec:
             if isinstance(self.k, bool) or not isinstance(self.k, int | np.integer):
                 raise ValueError(f"random_regular k must be an integer, got {self.k!r}")
             if self.k < 2:
-                raise ValueError(f"random_regular needs k >= 2 (k={self.k}: a 1-regular graph is a "
-                                 "matching, never connected beyond 2 peers)")
+                raise ValueError(
+                    f"random_regular needs k >= 2 (k={self.k}: a 1-regular graph is a "
+                    "matching, never connected beyond 2 peers)"
+                )
             object.__setattr__(self, "k", int(self.k))
         if self.p is not None:
             if isinstance(self.p, bool) or not isinstance(self.p, int | float | np.floating | np.integer):
@@ -106,8 +108,11 @@ class TopologySpec:
         object.__setattr__(self, "time_varying", bool(self.time_varying))
 
     def __str__(self) -> str:
-        params = [f"{f.name}={_format(getattr(self, f.name))}" for f in fields(self)[1:]
-                  if getattr(self, f.name) not in (None, False)]
+        params = [
+            f"{f.name}={_format(getattr(self, f.name))}"
+            for f in fields(self)[1:]
+            if getattr(self, f.name) not in (None, False)
+        ]
         return self.kind + (":" + ",".join(params) if params else "")
 
     @property
@@ -155,10 +160,14 @@ class TopologySpec:
                 candidate = nx.gnp_random_graph(n, self.p, seed=draw_seed)
             if nx.is_connected(candidate):
                 return list(candidate.edges)
-        hint = (f"; raise p above the connectivity threshold ln(n)/n = {math.log(n) / n:.3f}"
-                if self.kind == "erdos_renyi" else "")
-        raise ValueError(f"topology {self} drew no connected graph on {n} peers in {MAX_ATTEMPTS} "
-                         f"attempts{hint}")
+        hint = (
+            f"; raise p above the connectivity threshold ln(n)/n = {math.log(n) / n:.3f}"
+            if self.kind == "erdos_renyi"
+            else ""
+        )
+        raise ValueError(
+            f"topology {self} drew no connected graph on {n} peers in {MAX_ATTEMPTS} attempts{hint}"
+        )
 
 
 def get(kind: str, **params: object) -> TopologySpec:

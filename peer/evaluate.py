@@ -7,24 +7,21 @@
   (a few epochs of mini-batch Adam), the standard linear evaluation protocol.
 * :func:`own_distribution_indices`: a test subset re-drawn to match one peer's label histogram, so a
   peer on a non-IID share is also scored on the distribution it actually sees.
-* :func:`fine_tune`: optional end-to-end fine-tuning (the paper's protocol, PAPER.md §1); meant for
-  users with a GPU, too slow to be the default on a CPU.
 
 Features come from ``objective.encode(images)`` with the model in eval mode and no gradients.
 """
 
 from __future__ import annotations
 
-import logging
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -41,8 +38,9 @@ def extract_features(
 
 
 @torch.no_grad()
-def encode_images(objective: nn.Module, images: torch.Tensor, batch_size: int = 512,
-                  device: str | torch.device = "cpu") -> torch.Tensor:
+def encode_images(
+    objective: nn.Module, images: torch.Tensor, batch_size: int = 512, device: str | torch.device = "cpu"
+) -> torch.Tensor:
     """Frozen features (float32 [N, D] on CPU) of uint8 ``images`` [N,C,H,W]: ``objective.encode`` in
     eval mode without gradients, in batches; the model's train/eval mode is restored afterwards."""
     was_training = objective.training
@@ -168,7 +166,7 @@ def own_distribution_indices(
     return np.sort(np.concatenate(chosen)) if chosen else np.arange(0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EvalSettings:
     """The knobs of :func:`evaluate` (peer.config.EvalConfig carries the same names)."""
 
@@ -177,6 +175,11 @@ class EvalSettings:
     linear_epochs: int = 30
     linear_lr: float = 0.01
     batch_size: int = 512
+
+    @classmethod
+    def from_config(cls, config: Any) -> EvalSettings:
+        """These knobs, read by name from an ``EvalConfig`` (or anything with the same attributes)."""
+        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
 
 
 def evaluate(
@@ -198,8 +201,9 @@ def evaluate(
     num_classes = num_classes or int(max(train_y.max(), test_y.max())) + 1
 
     knn = settings.knn_k, settings.knn_temperature, num_classes
-    predict = fit_linear_probe(train_f, train_y, settings.linear_epochs, settings.linear_lr,
-                               num_classes=num_classes)
+    predict = fit_linear_probe(
+        train_f, train_y, settings.linear_epochs, settings.linear_lr, num_classes=num_classes
+    )
     result: dict[str, float] = {
         "knn": knn_accuracy(train_f, train_y, test_f, test_y, *knn),
         "linear": (predict(test_f) == test_y).float().mean().item(),
@@ -210,51 +214,3 @@ def evaluate(
         result["linear_own"] = (predict(test_f[idx]) == test_y[idx]).float().mean().item()
         result["own_test_size"] = int(len(idx))
     return result
-
-
-def fine_tune(
-    objective: nn.Module,
-    train: Any,
-    test: Any,
-    num_classes: int,
-    epochs: int = 10,
-    lr: float = 1e-3,
-    batch_size: int = 128,
-    device: str | torch.device = "cpu",
-    seed: int = 0,
-) -> float:
-    """End-to-end fine-tuning: a linear head on ``objective.encode`` features, all weights trained
-    with AdamW (the paper evaluates this way, PAPER.md §1). Modifies ``objective`` in place; pass a
-    copy to keep the pre-trained weights. Returns test accuracy. Practical on a GPU; slow on CPU.
-    """
-    torch.manual_seed(seed)
-    objective.eval()
-    with torch.no_grad():
-        probe = torch.as_tensor(train.images[:2]).to(device).float().div_(255)
-        dim = objective.encode(probe).shape[1]
-    head = nn.Linear(dim, num_classes).to(device)
-    params = list(objective.parameters()) + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
-    images, labels = torch.as_tensor(train.images), torch.as_tensor(train.labels, dtype=torch.long)
-    gen = torch.Generator().manual_seed(seed)
-    objective.train()
-    for epoch in range(epochs):
-        order = torch.randperm(len(images), generator=gen)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            x = images[idx].to(device).float().div_(255)
-            loss = F.cross_entropy(head(objective.encode(x)), labels[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        log.info("fine-tune epoch %d/%d loss %.4f", epoch + 1, epochs, loss.item())
-    objective.eval()
-    correct, total = 0, 0
-    test_images, test_labels = torch.as_tensor(test.images), torch.as_tensor(test.labels, dtype=torch.long)
-    with torch.no_grad():
-        for start in range(0, len(test_images), 512):
-            x = test_images[start : start + 512].to(device).float().div_(255)
-            pred = head(objective.encode(x)).argmax(1).cpu()
-            correct += (pred == test_labels[start : start + 512]).sum().item()
-            total += len(pred)
-    return correct / total

@@ -1,6 +1,6 @@
 """Model <-> one flat, contiguous float32 buffer: what the gossip layer publishes and mixes.
 
-DESIGN.md §1: averaging one flat buffer is 2.5-3x faster than the same bytes as many tensors, and a
+docs/design.md §1: averaging one flat buffer is 2.5-3x faster than the same bytes as many tensors, and a
 single buffer makes "the model" one versioned, read-only snapshot. The layout (ordered names,
 shapes, dtypes) is fixed per model and BN policy; its sha256 ``fingerprint`` is announced to the
 swarm so peers never mix incompatible models.
@@ -38,7 +38,7 @@ class FlatLayout:
     bn_policy: str
 
     @classmethod
-    def from_module(cls, module: nn.Module, bn_policy: str = "average") -> "FlatLayout":
+    def from_module(cls, module: nn.Module, bn_policy: str = "average") -> FlatLayout:
         """Parameters in registration order, then (policy ``average``) floating buffers."""
         if bn_policy not in ("average", "local"):
             raise ValueError(f"bn_policy must be 'average' or 'local', got {bn_policy!r}")

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import math
+import sys
 import time
 from collections import deque
 from pathlib import Path
 from typing import IO, Any
+
+from gossip.hook import MixResult, NeighbourReport
 
 PROGRESS_LOGGER = "dssl.progress"  # the CLI attaches a plain console handler to this logger
 
@@ -61,7 +63,7 @@ class MetricsWriter:
             self._file.close()
             self._file = None
 
-    def __enter__(self) -> "MetricsWriter":
+    def __enter__(self) -> MetricsWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -129,8 +131,11 @@ def progress_logger() -> logging.Logger:
 def setup_cli_logging(verbose: bool) -> None:
     """For entry points: library logs as 'time level name: message' on stderr, progress lines as
     they are on stdout."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     progress = logging.getLogger(PROGRESS_LOGGER)
     if not progress.handlers:
         handler = logging.StreamHandler(sys.stdout)
@@ -138,3 +143,42 @@ def setup_cli_logging(verbose: bool) -> None:
         progress.addHandler(handler)
     progress.setLevel(logging.INFO)
     progress.propagate = False
+
+
+def round_fields(result: MixResult, *, compute_seconds: float, blocked_seconds: float) -> dict[str, Any]:
+    """The fields of a ``round`` record: the realised W row (self weight + each neighbour's weight,
+    who answered), bytes, the time split and staleness.
+
+    Time split: ``compute_seconds`` = training steps since the previous round; ``pull_seconds`` =
+    communicating (until the last pull finished or hit its deadline); ``mix_seconds`` = averaging;
+    ``wait_seconds`` = the rest of the time training was blocked on the round (publishing, loading
+    the mixed params, waiting for the hook). Snapshot and probe time is in none of them."""
+    stalenesses = [n.staleness for n in result.neighbours if n.answered and n.staleness is not None]
+    return {
+        "answered": result.answered,
+        "expected": result.expected,
+        "self_weight": result.self_weight,
+        "bytes_in": result.bytes_in,
+        "bytes_out": result.bytes_out,
+        "compute_seconds": compute_seconds,
+        "pull_seconds": result.pull_seconds,
+        "mix_seconds": result.mix_seconds,
+        "blocked_seconds": blocked_seconds,
+        "wait_seconds": max(0.0, blocked_seconds - result.pull_seconds - result.mix_seconds),
+        "staleness_max": max(stalenesses) if stalenesses else None,
+        "neighbour_distance_sq": result.neighbour_distance_sq,
+        "neighbours": [_neighbour_fields(n) for n in result.neighbours],
+    }
+
+
+def _neighbour_fields(n: NeighbourReport) -> dict[str, Any]:
+    return {
+        "peer": n.peer_id,
+        "answered": n.answered,
+        "weight": n.weight,
+        "round": n.round,
+        "staleness": n.staleness,
+        "bytes_in": n.bytes_in,
+        "seconds": n.seconds,
+        "error": n.error,
+    }

@@ -35,9 +35,9 @@ class PartitionSpec:
     """
 
     kind: str = "iid"
-    alpha: float = 0.1          # Dirichlet concentration (dirichlet, dirichlet_balanced, quantity)
-    classes_per_peer: int = 2   # shards only
-    min_size: int = 1           # every peer gets at least this many samples
+    alpha: float = 0.1  # Dirichlet concentration (dirichlet, dirichlet_balanced, quantity)
+    classes_per_peer: int = 2  # shards only
+    min_size: int = 1  # every peer gets at least this many samples
 
     def __post_init__(self) -> None:
         if self.kind not in PARTITION_KINDS:
@@ -57,7 +57,7 @@ class PartitionSpec:
 
 
 def parse_partition(text: str) -> PartitionSpec:
-    """"iid" | "feature_skew" | "dirichlet:A" | "dirichlet_balanced:A" | "quantity:A" | "shards:K"."""
+    """ "iid" | "feature_skew" | "dirichlet:A" | "dirichlet_balanced:A" | "quantity:A" | "shards:K"."""
     kind, _, argument = text.strip().lower().partition(":")
     try:
         if kind in ("iid", "feature_skew") and not argument:
@@ -68,8 +68,10 @@ def parse_partition(text: str) -> PartitionSpec:
             return PartitionSpec(kind=kind, classes_per_peer=int(argument))
     except ValueError as exc:
         raise ValueError(f"partition {text!r}: {exc}") from exc
-    raise ValueError(f"partition {text!r}: expected iid, feature_skew, dirichlet:<alpha>, "
-                     "dirichlet_balanced:<alpha>, quantity:<alpha> or shards:<k>")
+    raise ValueError(
+        f"partition {text!r}: expected iid, feature_skew, dirichlet:<alpha>, "
+        "dirichlet_balanced:<alpha>, quantity:<alpha> or shards:<k>"
+    )
 
 
 def _dirichlet_log(rng: np.random.Generator, alpha: float, size: tuple[int, ...]) -> np.ndarray:
@@ -121,8 +123,9 @@ def _iid(labels: np.ndarray, num_peers: int, rng: np.random.Generator) -> list[n
     return np.array_split(rng.permutation(labels.size), num_peers)
 
 
-def _dirichlet_unbalanced(labels: np.ndarray, num_peers: int, alpha: float,
-                          rng: np.random.Generator) -> list[np.ndarray]:
+def _dirichlet_unbalanced(
+    labels: np.ndarray, num_peers: int, alpha: float, rng: np.random.Generator
+) -> list[np.ndarray]:
     """Hsu, Qi & Brown 2019: each class is shared out over the peers by a Dir(alpha) draw."""
     pieces: list[list[np.ndarray]] = [[] for _ in range(num_peers)]
     for cls in np.unique(labels):
@@ -139,8 +142,13 @@ def _equal_quotas(total: int, num_peers: int, rng: np.random.Generator) -> np.nd
     return quotas
 
 
-def _sinkhorn_counts(log_weights: np.ndarray, row_totals: np.ndarray, col_totals: np.ndarray,
-                     iterations: int = 5000, tol: float = 0.25) -> np.ndarray:
+def _sinkhorn_counts(
+    log_weights: np.ndarray,
+    row_totals: np.ndarray,
+    col_totals: np.ndarray,
+    iterations: int = 5000,
+    tol: float = 0.25,
+) -> np.ndarray:
     """Integer matrix close to diag(u) W diag(v) with exactly the given row and column sums.
 
     Sinkhorn-Knopp scaling on the vectors u, v (two mat-vecs per iteration) until every row sum
@@ -163,15 +171,17 @@ def _sinkhorn_counts(log_weights: np.ndarray, row_totals: np.ndarray, col_totals
         if np.max(np.abs(u * (kernel @ v) - rows)) < tol:
             break
     target = u[:, None] * kernel * v[None, :]
-    counts = np.stack([_largest_remainder(target[:, c], int(col_totals[c]))
-                       for c in range(target.shape[1])], axis=1)
+    counts = np.stack(
+        [_largest_remainder(target[:, c], int(col_totals[c])) for c in range(target.shape[1])], axis=1
+    )
     excess = counts.sum(axis=1) - row_totals
     while np.any(excess):
         giver, taker = int(np.argmax(excess)), int(np.argmin(excess))
         gain = (target[taker] - counts[taker]) - (target[giver] - counts[giver])
         column = int(np.argmax(np.where(counts[giver] > 0, gain, -np.inf)))
-        moved = int(min(excess[giver], -excess[taker], counts[giver, column],
-                        max(1, np.ceil(gain[column] / 2))))
+        moved = int(
+            min(excess[giver], -excess[taker], counts[giver, column], max(1, np.ceil(gain[column] / 2)))
+        )
         counts[giver, column] -= moved
         counts[taker, column] += moved
         excess[giver] -= moved
@@ -179,8 +189,9 @@ def _sinkhorn_counts(log_weights: np.ndarray, row_totals: np.ndarray, col_totals
     return counts
 
 
-def _dirichlet_balanced(labels: np.ndarray, num_peers: int, alpha: float,
-                        rng: np.random.Generator) -> list[np.ndarray]:
+def _dirichlet_balanced(
+    labels: np.ndarray, num_peers: int, alpha: float, rng: np.random.Generator
+) -> list[np.ndarray]:
     """Equal-size label skew as in the D-SSL paper's code (prepare_dataset.py, sampling "dir"):
     a peers x classes matrix of i.i.d. Gamma(alpha) weights (each column is a Dir(alpha) share of a
     class over peers) is Sinkhorn-scaled so that rows hold equal quotas (n // N, +1 for n % N
@@ -205,8 +216,10 @@ def _shards(labels: np.ndarray, num_peers: int, k: int, rng: np.random.Generator
     if k > classes.size:
         raise ValueError(f"shards:{k} needs at least {k} classes, the labels have {classes.size}")
     if num_peers * k < classes.size:
-        raise ValueError(f"shards:{k} with {num_peers} peers covers {num_peers * k} of {classes.size} "
-                         "classes; every class must be held by some peer")
+        raise ValueError(
+            f"shards:{k} with {num_peers} peers covers {num_peers * k} of {classes.size} "
+            "classes; every class must be held by some peer"
+        )
     order, peer_order = rng.permutation(classes), rng.permutation(num_peers)
     holders: dict[int, list[int]] = {int(c): [] for c in classes}
     for slot, peer in enumerate(peer_order):
@@ -237,8 +250,9 @@ def partition(labels: np.ndarray, num_peers: int, spec: PartitionSpec, seed: int
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or (labels.size and labels.min() < 0):
         raise ValueError("labels must be a 1-D array of non-negative integers")
     if num_peers < 1 or labels.size < num_peers * max(spec.min_size, 1):
-        raise ValueError(f"cannot give {num_peers} peers at least {max(spec.min_size, 1)} "
-                         f"of {labels.size} samples")
+        raise ValueError(
+            f"cannot give {num_peers} peers at least {max(spec.min_size, 1)} of {labels.size} samples"
+        )
     rng = np.random.default_rng(seed)
     if spec.kind in ("iid", "feature_skew"):
         parts = _iid(labels, num_peers, rng)
@@ -273,9 +287,27 @@ def total_variation(p: np.ndarray, q: np.ndarray) -> float:
     return float(0.5 * np.abs(p - q).sum())
 
 
-def partition_report(labels: np.ndarray, parts: list[np.ndarray], num_classes: int,
-                     class_names: list[str] | None = None, spec: PartitionSpec | None = None,
-                     seed: int | None = None) -> dict:
+def _peer_entry(peer: int, hist: np.ndarray, global_dist: np.ndarray) -> dict:
+    """One peer's row of the partition report."""
+    size = int(hist.sum())
+    return {
+        "peer": peer,
+        "size": size,
+        "histogram": hist.tolist(),
+        "classes_present": int((hist > 0).sum()),
+        "effective_classes": effective_classes(hist),
+        "tv_to_global": total_variation(hist / size, global_dist) if size else None,
+    }
+
+
+def partition_report(
+    labels: np.ndarray,
+    parts: list[np.ndarray],
+    num_classes: int,
+    class_names: list[str] | None = None,
+    spec: PartitionSpec | None = None,
+    seed: int | None = None,
+) -> dict:
     """Per-peer sizes and class histograms, effective classes, TV distance to the global label
     distribution (that of all partitioned samples) and their means. The heterogeneity score is the
     mean TV over non-empty peers: 0 for IID, approaching 1 - 1/K under extreme label skew."""
@@ -285,14 +317,7 @@ def partition_report(labels: np.ndarray, parts: list[np.ndarray], num_classes: i
     histograms = np.stack([np.bincount(labels[p], minlength=num_classes)[:num_classes] for p in parts])
     global_hist = histograms.sum(axis=0)
     global_dist = global_hist / max(global_hist.sum(), 1)
-    peers = []
-    for peer, hist in enumerate(histograms):
-        size = int(hist.sum())
-        peers.append({
-            "peer": peer, "size": size, "histogram": hist.tolist(),
-            "classes_present": int((hist > 0).sum()), "effective_classes": effective_classes(hist),
-            "tv_to_global": total_variation(hist / size, global_dist) if size else None,
-        })
+    peers = [_peer_entry(peer, hist, global_dist) for peer, hist in enumerate(histograms)]
     filled = [p for p in peers if p["size"]]
     sizes = np.array([p["size"] for p in peers])
     return {
@@ -303,7 +328,9 @@ def partition_report(labels: np.ndarray, parts: list[np.ndarray], num_classes: i
         "num_classes": num_classes,
         "class_names": list(class_names) if class_names is not None else [str(c) for c in range(num_classes)],
         "global_histogram": global_hist.tolist(),
-        "size_min": int(sizes.min()), "size_max": int(sizes.max()), "size_mean": float(sizes.mean()),
+        "size_min": int(sizes.min()),
+        "size_max": int(sizes.max()),
+        "size_mean": float(sizes.mean()),
         "effective_classes_mean": float(np.mean([p["effective_classes"] for p in filled])) if filled else 0.0,
         "heterogeneity": float(np.mean([p["tv_to_global"] for p in filled])) if filled else 0.0,
         "peers": peers,

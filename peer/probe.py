@@ -1,4 +1,4 @@
-"""Representation diagnostics on a fixed probe batch (issue 7 §1): collapse indicator and A-MMD.
+"""Representation diagnostics on a fixed probe batch: collapse indicator and A-MMD.
 
 Every peer of a swarm embeds the *same* few hundred test images every ``eval.probe_every`` gossip
 rounds and logs two numbers (the trainer writes them as a ``probe`` metrics record):
@@ -9,7 +9,7 @@ rounds and logs two numbers (the trainer writes them as a ``probe`` metrics reco
   falls to 0 when every image maps to the same point. We report it times √d, so ~1 is healthy and 0
   is complete collapse. Encoder features with a shared non-zero mean (e.g. post-ReLU CNN features)
   sit below 1 even when healthy; compare runs with each other and over time, not with 1.
-* :func:`embedding_a_mmd` — the A-MMD of MAR (PAPER.md §3, Eq. 6; :func:`peer.objectives.mar.a_mmd`)
+* :func:`embedding_a_mmd` — the A-MMD of MAR (docs/paper.md §3, Eq. 6; :func:`peer.objectives.mar.a_mmd`)
   between the peer's embeddings and its neighbourhood's embeddings of the same images: the local
   model right *before* a round's mix (after its local steps) against the mixed, neighbourhood-averaged
   model right *after* it — what MAR aligns. It is logged for every objective, MAR on or off. The
@@ -53,7 +53,7 @@ def probe_batch(test: Any, size: int, seed: int) -> ProbeBatch:
     """``size`` images of the test set ``test`` (``images`` uint8 ``[N, C, H, W]``) drawn with ``seed``.
 
     Every peer builds its test set as the same seeded subset of the global test split
-    (:func:`peer.trainer.load_local_data`), so with the shared ``data.seed`` every peer of a swarm
+    (:func:`peer.local_data.load_local_data`), so with the shared ``data.seed`` every peer of a swarm
     probes the same images. The whole test set when it has at most ``size`` images.
     """
     if size < 2:
@@ -70,8 +70,9 @@ def probe_batch(test: Any, size: int, seed: int) -> ProbeBatch:
     return ProbeBatch(images=images, indices=indices)
 
 
-def probe_embeddings(objective: nn.Module, images: torch.Tensor, device: str | torch.device,
-                     batch_size: int = 512) -> torch.Tensor:
+def probe_embeddings(
+    objective: nn.Module, images: torch.Tensor, device: str | torch.device, batch_size: int = 512
+) -> torch.Tensor:
     """Frozen features ``[P, D]`` (float32, CPU) of uint8 ``images``, as the kNN evaluation takes them:
     ``objective.encode`` in eval mode without gradients; the train/eval mode is restored after."""
     return encode_images(objective, images, batch_size, device)
@@ -87,6 +88,6 @@ def collapse_std(z: torch.Tensor) -> float:
 
 
 def embedding_a_mmd(z_local: torch.Tensor, z_neighbourhood: torch.Tensor) -> float:
-    """A-MMD (PAPER.md Eq. 6, :func:`peer.objectives.mar.a_mmd`) between two embedding sets, in
+    """A-MMD (docs/paper.md Eq. 6, :func:`peer.objectives.mar.a_mmd`) between two embedding sets, in
     float32 (measured: 2-3x faster than float64 at 256 x 64..192 on one CPU thread)."""
     return float(a_mmd(z_local.float(), z_neighbourhood.float()))

@@ -3,7 +3,7 @@
 PyPI's torchvision is a CUDA build: beside CPU torch its compiled ``_C`` library fails to load, and
 then importing torchvision raises ``RuntimeError: operator torchvision::nms does not exist``
 (torchvision registers fake kernels for ``nms``/``qnms`` at import). timm imports torchvision
-unconditionally, so without this nothing of ours would import. The fix (DESIGN.md §5): try to load
+unconditionally, so without this nothing of ours would import. The fix (docs/design.md §5): try to load
 the native library; if that fails, declare the two operator schemas ourselves. Transforms, timm and
 all its models then work; only torchvision's C++ detection ops stay unavailable, which dssl never
 uses. A no-op when the native library loads (e.g. a matching CUDA torch).

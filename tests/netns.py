@@ -89,8 +89,23 @@ def netns_pair(prefix: str = "dssl") -> Iterator[NetnsPair]:
             created.append(namespace)
         # Both veth ends are created directly inside their namespaces: no name ever exists on the
         # host, so concurrent runs cannot collide on interface names.
-        _check(_ip("link", "add", "veth-a", "netns", pair.a, "type", "veth",
-                   "peer", "name", "veth-b", "netns", pair.b), "creating the veth pair")
+        _check(
+            _ip(
+                "link",
+                "add",
+                "veth-a",
+                "netns",
+                pair.a,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "veth-b",
+                "netns",
+                pair.b,
+            ),
+            "creating the veth pair",
+        )
         for namespace, dev, addr in ((pair.a, "veth-a", pair.addr_a), (pair.b, "veth-b", pair.addr_b)):
             _check(_ip("-n", namespace, "addr", "add", f"{addr}/24", "dev", dev), f"address {addr}")
             _check(_ip("-n", namespace, "link", "set", dev, "up"), f"{dev} up in {namespace}")

@@ -10,8 +10,7 @@ import numpy as np
 import psutil
 import pytest
 
-from benchmarks import RoundFailed, WorkerError, time_pair
-from benchmarks import _hivemind_avg, _raw_grpc
+from benchmarks import RoundFailed, WorkerError, _hivemind_avg, _raw_grpc, time_pair
 
 pytestmark = pytest.mark.bench
 

@@ -3,7 +3,7 @@
 base.py     ObjectiveConfig, StepOutput, Objective (the contract the trainer codes against)
 simsiam.py  SimSiam (Chen & He 2021) on a timm CNN
 mae.py      MAE (He et al. 2022) on a small-image timm VisionTransformer
-mar.py      MAR = MAE + gamma_t * A-MMD to the neighbourhood's embeddings (PAPER.md §3, Eq. 5-7)
+mar.py      MAR = MAE + gamma_t * A-MMD to the neighbourhood's embeddings (docs/paper.md §3, Eq. 5-7)
 """
 
 from __future__ import annotations

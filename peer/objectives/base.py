@@ -41,7 +41,7 @@ class ObjectiveConfig:
     decoder_heads: int = 4  # decoder attention heads
     mask_ratio: float = 0.75  # fraction of patches hidden from the encoder
     norm_pix_loss: bool = True  # regress per-patch normalised pixels (MAE §A.1)
-    # MAR (PAPER.md §3, Eq. 5-7)
+    # MAR (docs/paper.md §3, Eq. 5-7)
     gamma_max: float = 0.1  # A-MMD weight at round 0 (paper code default)
     gamma_min: float = 0.001  # A-MMD weight from round gamma_rounds on
     gamma_rounds: int = 25  # Omega: rounds of the cosine decay (paper, DecL: Omega = T = 25)
@@ -105,7 +105,7 @@ class Objective(nn.Module, abc.ABC):
 
     def gossip_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """Named parameters averaged with neighbours. Default: all of them — the paper averages the
-        whole model (backbone and heads / decoder, PAPER.md §1), and so do we."""
+        whole model (backbone and heads / decoder, docs/paper.md §1), and so do we."""
         return list(self.named_parameters())
 
     def param_groups(self) -> list[dict]:
@@ -125,8 +125,9 @@ class Objective(nn.Module, abc.ABC):
         """Extra tensor to publish with this round's parameters (MAR's embeddings); None here."""
         return None
 
-    def neighbourhood_target(self, mean: torch.Tensor | None, payloads: tuple[torch.Tensor, ...]
-                             ) -> torch.Tensor | None:
+    def neighbourhood_target(
+        self, mean: torch.Tensor | None, payloads: tuple[torch.Tensor, ...]
+    ) -> torch.Tensor | None:
         """What to align to, from the gossip round's embedding ``mean`` and the ``payloads`` it
         averages: the mean here (MAR may take the union)."""
         return mean

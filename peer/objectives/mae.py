@@ -16,8 +16,8 @@ The encoder is a timm ``VisionTransformer`` from :func:`peer.backbone.create_vit
 from __future__ import annotations
 
 import torch
-from torch import nn
 from timm.models.vision_transformer import Block
+from torch import nn
 
 from peer.augment import MAEView
 from peer.backbone import create_vit, set_sincos_pos_embed
@@ -31,9 +31,9 @@ def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
     return x.permute(0, 2, 4, 3, 5, 1).reshape(b, (h // patch) * (w // patch), patch * patch * c)
 
 
-def random_masking(batch: int, num_patches: int, mask_ratio: float, device: torch.device) -> tuple[
-    torch.Tensor, torch.Tensor, torch.Tensor
-]:
+def random_masking(
+    batch: int, num_patches: int, mask_ratio: float, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-sample uniform random masking by argsort of noise.
 
     Returns ``ids_keep [B, K]`` (visible patch indices), ``ids_restore [B, N]`` (inverse
@@ -80,9 +80,9 @@ class MAE(Objective):
         nn.init.normal_(self.mask_token, std=0.02)
         self.view = MAEView()
 
-    def forward_encoder(self, images: torch.Tensor, mask_ratio: float) -> tuple[
-        torch.Tensor, torch.Tensor, torch.Tensor
-    ]:
+    def forward_encoder(
+        self, images: torch.Tensor, mask_ratio: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encode the visible patches. Returns tokens ``[B, 1 + K, D]`` (CLS first, after the final
         norm), ``mask [B, N]`` (1 = masked) and ``ids_restore [B, N]``."""
         enc = self.encoder

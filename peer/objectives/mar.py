@@ -1,4 +1,4 @@
-"""MAR: MAE + an alignment term to the neighbourhood's representations (PAPER.md §3, Eq. 5–7).
+"""MAR: MAE + an alignment term to the neighbourhood's representations (docs/paper.md §3, Eq. 5–7).
 
     L_MAR = L_MAE + γ_t · A-MMD(z_local, z_global)
 
@@ -20,7 +20,7 @@ rows of different batches are unrelated images, that average drifts towards a si
 and stops describing the local embedding *distribution*, which is what an MMD compares. The ring
 buffer keeps real samples. Size at the defaults: 64 × 192 fp32 = 48 KiB per round.
 
-How the paper's reference code differs (do not copy; PAPER.md §3 "Deviations"): its MMD helper is
+How the paper's reference code differs (do not copy; docs/paper.md §3 "Deviations"): its MMD helper is
 written for 2-D inputs but receives ``[B, tokens, D]`` tensors, so the distance is taken over the
 token axis (a per-channel kernel); it keeps the diagonal terms k(z_a, z_a) = 1 in the within-set
 sums; it uses the squared distance; its σ is a token-to-token distance inside each sample; its
@@ -165,8 +165,9 @@ class MAR(MAE):
         before the first training step."""
         return self._payload.cpu().clone() if self._payload_filled else None
 
-    def neighbourhood_target(self, mean: torch.Tensor | None, payloads: tuple[torch.Tensor, ...]
-                             ) -> torch.Tensor | None:
+    def neighbourhood_target(
+        self, mean: torch.Tensor | None, payloads: tuple[torch.Tensor, ...]
+    ) -> torch.Tensor | None:
         """``mar_target: mean`` → the element-wise mean of the closed neighbourhood's payloads (the
         paper's Alg. 2 l.8). Rows of different peers are unrelated images, so averaging them shrinks
         z_global's spread by up to 1/|A_i|, and A-MMD then pulls the local embeddings inward round

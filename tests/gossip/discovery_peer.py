@@ -29,10 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 _POLL_S = 0.05
 
 
-def main(argv: list[str] | None = None) -> int:
-    from gossip.discovery import DHTDiscovery, DiscoveryConfig
-    from protocol.serde import PeerRecord
-
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--swarm-id", required=True)
     parser.add_argument("--peer-id", required=True)
@@ -40,20 +37,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--initial-peer", action="append", default=[])
     parser.add_argument("--ttl", type=float, default=3.0)
     parser.add_argument("--heartbeat", type=float, default=0.5)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from gossip.discovery import DHTDiscovery, DiscoveryConfig
+    from protocol.records import PeerRecord
+
+    args = _parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    config = DiscoveryConfig(swarm_id=args.swarm_id, host=args.host, initial_peers=args.initial_peer,
-                             ttl_s=args.ttl, heartbeat_s=args.heartbeat)
+    config = DiscoveryConfig(
+        swarm_id=args.swarm_id,
+        host=args.host,
+        initial_peers=args.initial_peer,
+        ttl_s=args.ttl,
+        heartbeat_s=args.heartbeat,
+    )
     started = time.perf_counter()
     with DHTDiscovery.start(config) as discovery:
         start_s = time.perf_counter() - started
-        discovery.announce(PeerRecord(peer_id=args.peer_id, address=f"{args.host}:1", round=0,
-                                      layout_fingerprint="test"))
-        print(json.dumps({"event": "ready", "maddrs": discovery.visible_maddrs, "start_s": start_s,
-                          "join": discovery.join_command()}), flush=True)
+        discovery.announce(
+            PeerRecord(peer_id=args.peer_id, address=f"{args.host}:1", round=0, layout_fingerprint="test")
+        )
+        print(
+            json.dumps(
+                {
+                    "event": "ready",
+                    "maddrs": discovery.visible_maddrs,
+                    "start_s": start_s,
+                    "join": discovery.join_command(),
+                }
+            ),
+            flush=True,
+        )
         last: list[str] | None = None
         while not stop.wait(_POLL_S):
             peers = [record.peer_id for record in discovery.live_peers()]
@@ -76,8 +95,9 @@ class PeerProcess:
     def spawn(cls, args: list[str], log_path: Path, prefix: list[str] | None = None) -> PeerProcess:
         command = [*(prefix or []), sys.executable, "-m", "tests.gossip.discovery_peer", *args]
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=log,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                command, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, start_new_session=True
+            )
         peer = cls(proc, log_path)
         peer._reader.start()
         return peer
@@ -102,8 +122,10 @@ class PeerProcess:
                 continue
             if predicate(event):
                 return event
-        raise AssertionError(f"peer process (exit code {self.proc.poll()}) did not report the expected "
-                             f"event within {timeout:g} s; its log:\n{self.log_path.read_text()[-4000:]}")
+        raise AssertionError(
+            f"peer process (exit code {self.proc.poll()}) did not report the expected "
+            f"event within {timeout:g} s; its log:\n{self.log_path.read_text()[-4000:]}"
+        )
 
 
 if __name__ == "__main__":

@@ -31,9 +31,17 @@ async def run(args: argparse.Namespace) -> None:
     from gossip.security import TLSFiles, load_secret
 
     tls = TLSFiles.from_dir(args.tls_dir, args.peer_id) if args.tls_dir else None
-    node = await GossipNode.create(NodeConfig(swarm_id=args.swarm_id, peer_id=args.peer_id, layout_fingerprint="l",
-                                              tls=tls, swarm_secret=load_secret(), pull_deadline_s=5.0,
-                                              hello_deadline_s=5.0))
+    node = await GossipNode.create(
+        NodeConfig(
+            swarm_id=args.swarm_id,
+            peer_id=args.peer_id,
+            layout_fingerprint="l",
+            tls=tls,
+            swarm_secret=load_secret(),
+            pull_deadline_s=5.0,
+            hello_deadline_s=5.0,
+        )
+    )
     try:
         node.publish(torch.ones(1000), 0)
         _emit(event="serving", address=node.address)

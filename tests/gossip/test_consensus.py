@@ -17,8 +17,13 @@ async def _swarm(n: int, **overrides) -> dict[str, GossipNode]:
     nodes = {}
     for k in range(n):
         peer = f"p{k}"
-        cfg = dict(swarm_id="swarm", peer_id=peer, layout_fingerprint="layout", pull_deadline_s=20.0,
-                   chunk_bytes=4096)
+        cfg = dict(
+            swarm_id="swarm",
+            peer_id=peer,
+            layout_fingerprint="layout",
+            pull_deadline_s=20.0,
+            chunk_bytes=4096,
+        )
         cfg.update(overrides)
         nodes[peer] = await GossipNode.create(NodeConfig(**cfg))
     return nodes

@@ -10,8 +10,13 @@ import stat
 
 import pytest
 
-from gossip.security import (MAX_CREDENTIALS_BYTES, SecurityConfigError, TLSFiles, encode_credentials,
-                             read_credentials)
+from gossip.security import (
+    MAX_CREDENTIALS_BYTES,
+    SecurityConfigError,
+    TLSFiles,
+    encode_credentials,
+    read_credentials,
+)
 from launcher.certs import write_swarm_tls
 
 SECRET = b"correct horse battery staple 42"
@@ -36,7 +41,10 @@ def test_tls_files_and_secret_round_trip_into_a_private_directory(tmp_path):
 
 def test_secret_only_and_tls_only(tmp_path):
     tls = write_swarm_tls(tmp_path / "tls", "swarm", ["p0"], ["127.0.0.1"])
-    assert read_credentials(io.BytesIO(encode_credentials(None, "p0", SECRET)), tmp_path / "a") == (None, SECRET)
+    assert read_credentials(io.BytesIO(encode_credentials(None, "p0", SECRET)), tmp_path / "a") == (
+        None,
+        SECRET,
+    )
     got_dir, secret = read_credentials(io.BytesIO(encode_credentials(tls, "p0", None)), tmp_path / "b")
     assert secret is None and (got_dir / "p0.key").is_file()
 
@@ -45,17 +53,20 @@ def _line(payload) -> bytes:
     return base64.b64encode(json.dumps(payload).encode()) + b"\n"
 
 
-@pytest.mark.parametrize("stdin, message", [
-    (b"", "stdin closed before"),
-    (b"not base64 at all!\n", "malformed"),
-    (_line(["a list"]), "malformed"),
-    (_line({"peer_id": "p0", "tls": None}), "malformed"),
-    (_line({"peer_id": "../p0", "tls": None, "secret": None}), "bad peer id"),
-    (_line({"peer_id": "p0", "tls": {"ca": "x"}, "secret": None}), "ca, cert and key"),
-    (_line({"peer_id": "p0", "tls": None, "secret": 42}), "must be a string"),
-    (_line({"peer_id": "p0", "tls": None, "secret": "short"}), "at least 16"),
-    (b"A" * (MAX_CREDENTIALS_BYTES + 10) + b"\n", "exceeds"),
-])
+@pytest.mark.parametrize(
+    "stdin, message",
+    [
+        (b"", "stdin closed before"),
+        (b"not base64 at all!\n", "malformed"),
+        (_line(["a list"]), "malformed"),
+        (_line({"peer_id": "p0", "tls": None}), "malformed"),
+        (_line({"peer_id": "../p0", "tls": None, "secret": None}), "bad peer id"),
+        (_line({"peer_id": "p0", "tls": {"ca": "x"}, "secret": None}), "ca, cert and key"),
+        (_line({"peer_id": "p0", "tls": None, "secret": 42}), "must be a string"),
+        (_line({"peer_id": "p0", "tls": None, "secret": "short"}), "at least 16"),
+        (b"A" * (MAX_CREDENTIALS_BYTES + 10) + b"\n", "exceeds"),
+    ],
+)
 def test_bad_credentials_lines_are_refused_with_the_reason(tmp_path, stdin, message):
     with pytest.raises(SecurityConfigError, match=message):
         read_credentials(io.BytesIO(stdin), tmp_path / "recv")

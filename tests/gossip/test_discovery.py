@@ -19,8 +19,9 @@ from collections.abc import Callable, Iterator
 import msgpack
 import pytest
 
-from gossip.discovery import DHTDiscovery, DiscoveryConfig, DiscoveryError, check_entry
-from protocol.serde import PeerRecord, RecordError, peer_record_to_bytes
+from gossip.dht_records import check_entry
+from gossip.discovery import DHTDiscovery, DiscoveryConfig, DiscoveryError
+from protocol.records import PeerRecord, RecordError, peer_record_to_bytes
 from tests.gossip.discovery_peer import PeerProcess
 
 TTL_S = 3.0  # short, so expiry tests stay quick
@@ -33,8 +34,13 @@ ABSENT_PEER_ID = "12D3KooWPgLMziVgYTeyphdLeomRtdBe42ssVsycGyYz9J22uZw3"
 
 
 def _record(peer_id: str, round_: int = 0) -> PeerRecord:
-    return PeerRecord(peer_id=peer_id, address=f"127.0.0.1:{5000 + ord(peer_id[0])}", round=round_,
-                      layout_fingerprint="fp-test", capabilities=("fp16",))
+    return PeerRecord(
+        peer_id=peer_id,
+        address=f"127.0.0.1:{5000 + ord(peer_id[0])}",
+        round=round_,
+        layout_fingerprint="fp-test",
+        capabilities=("fp16",),
+    )
 
 
 def _ids(discovery: DHTDiscovery) -> list[str]:
@@ -62,9 +68,13 @@ def start(swarm_id: str) -> Iterator[Callable[..., DHTDiscovery]]:
     started: list[DHTDiscovery] = []
 
     def _start(*initial_peers: str, **overrides) -> DHTDiscovery:
-        config = DiscoveryConfig(swarm_id=overrides.pop("swarm_id", swarm_id),
-                                 initial_peers=list(initial_peers), ttl_s=overrides.pop("ttl_s", TTL_S),
-                                 heartbeat_s=overrides.pop("heartbeat_s", HEARTBEAT_S), **overrides)
+        config = DiscoveryConfig(
+            swarm_id=overrides.pop("swarm_id", swarm_id),
+            initial_peers=list(initial_peers),
+            ttl_s=overrides.pop("ttl_s", TTL_S),
+            heartbeat_s=overrides.pop("heartbeat_s", HEARTBEAT_S),
+            **overrides,
+        )
         t0 = time.perf_counter()
         discovery = DHTDiscovery.start(config)
         print(f"DHT start ({'join' if initial_peers else 'bootstrap'}): {time.perf_counter() - t0:.2f} s")
@@ -81,15 +91,18 @@ def start(swarm_id: str) -> Iterator[Callable[..., DHTDiscovery]]:
 # ---- configuration (no DHT) --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"initial_peers": ["garbage"]}, "not a valid multiaddr"),
-    ({"initial_peers": ["/ip4/127.0.0.1/tcp/4000"]}, "lacks its /p2p/"),
-    ({"initial_peers": "/ip4/127.0.0.1/tcp/1/p2p/x"}, "list of multiaddrs"),
-    ({"host": "localhost"}, "IP address"),
-    ({"port": 70000}, "port"),
-    ({"ttl_s": 3.0, "heartbeat_s": 3.0}, "heartbeat_s"),
-    ({"swarm_id": ""}, "swarm_id"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"initial_peers": ["garbage"]}, "not a valid multiaddr"),
+        ({"initial_peers": ["/ip4/127.0.0.1/tcp/4000"]}, "lacks its /p2p/"),
+        ({"initial_peers": "/ip4/127.0.0.1/tcp/1/p2p/x"}, "list of multiaddrs"),
+        ({"host": "localhost"}, "IP address"),
+        ({"port": 70000}, "port"),
+        ({"ttl_s": 3.0, "heartbeat_s": 3.0}, "heartbeat_s"),
+        ({"swarm_id": ""}, "swarm_id"),
+    ],
+)
 def test_config_refuses_bad_values_with_a_clear_message(overrides, message):
     # prepare
     kwargs = {"swarm_id": "s", **overrides}
@@ -140,8 +153,11 @@ def test_bootstrap_and_two_joiners_see_each_others_records(start):
     for name, peer in peers.items():
         _wait(lambda peer=peer: _ids(peer) == ["a", "b", "c"], SEEN_TIMEOUT_S, f"{name} to see a, b, c")
     c.announce(_record("c", round_=7))
-    _wait(lambda: any(r.peer_id == "c" and r.round == 7 for r in a.live_peers()), SEEN_TIMEOUT_S,
-          "a to see c's new round")
+    _wait(
+        lambda: any(r.peer_id == "c" and r.round == 7 for r in a.live_peers()),
+        SEEN_TIMEOUT_S,
+        "a to see c's new round",
+    )
     # assert: whole records survive the trip, sorted by peer id, with future expirations
     assert a.live_peers() == [_record("a"), _record("b"), _record("c", round_=7)]
     status = b.status()
@@ -171,17 +187,34 @@ def test_crashed_peer_drops_out_within_ttl(start, swarm_id, reaper, tmp_path):
     b = start(a.bootstrap_maddr)
     a.announce(_record("a"))
     b.announce(_record("b"))
-    c = PeerProcess.spawn(["--swarm-id", swarm_id, "--peer-id", "c", "--initial-peer", a.bootstrap_maddr,
-                           "--ttl", str(TTL_S), "--heartbeat", str(HEARTBEAT_S)], tmp_path / "c.log")
+    c = PeerProcess.spawn(
+        [
+            "--swarm-id",
+            swarm_id,
+            "--peer-id",
+            "c",
+            "--initial-peer",
+            a.bootstrap_maddr,
+            "--ttl",
+            str(TTL_S),
+            "--heartbeat",
+            str(HEARTBEAT_S),
+        ],
+        tmp_path / "c.log",
+    )
     reaper.append(c.proc)
     c.wait_for(lambda e: e.get("peers") == ["a", "b", "c"], timeout=60)
-    _wait(lambda: _ids(a) == ["a", "b", "c"] and _ids(b) == ["a", "b", "c"], SEEN_TIMEOUT_S,
-          "a and b to see c")
+    _wait(
+        lambda: _ids(a) == ["a", "b", "c"] and _ids(b) == ["a", "b", "c"], SEEN_TIMEOUT_S, "a and b to see c"
+    )
     # execute
     os.killpg(c.proc.pid, signal.SIGKILL)
     c.proc.wait(timeout=10)
-    gone = _wait(lambda: _ids(a) == ["a", "b"] and _ids(b) == ["a", "b"], TTL_S + SLACK_S,
-                 "the killed peer to drop out of a's and b's live sets")
+    gone = _wait(
+        lambda: _ids(a) == ["a", "b"] and _ids(b) == ["a", "b"],
+        TTL_S + SLACK_S,
+        "the killed peer to drop out of a's and b's live sets",
+    )
     # assert: the bound is the behaviour (TTL plus slack); the figure is printed
     print(f"dead peer dropped out after {gone:.2f} s (ttl {TTL_S:g} s, heartbeat {HEARTBEAT_S:g} s)")
     assert gone <= TTL_S + SLACK_S
@@ -225,10 +258,20 @@ def test_leave_removes_a_peer_long_before_its_ttl(start):
 
 def _bogus_entries() -> dict:
     """Entries a hostile or buggy peer might write under the swarm key, by subkey."""
-    field_types_wrong = {"peer_id": "w", "address": 5, "round": "r", "layout_fingerprint": "f",
-                         "capabilities": []}
-    negative_round = {"peer_id": "negative-round", "address": "h:1", "round": -1, "layout_fingerprint": "f",
-                      "capabilities": []}
+    field_types_wrong = {
+        "peer_id": "w",
+        "address": 5,
+        "round": "r",
+        "layout_fingerprint": "f",
+        "capabilities": [],
+    }
+    negative_round = {
+        "peer_id": "negative-round",
+        "address": "h:1",
+        "round": -1,
+        "layout_fingerprint": "f",
+        "capabilities": [],
+    }
     return {
         "garbage": b"\xc1\xff\x00not msgpack",
         "w": msgpack.packb(field_types_wrong),
@@ -253,16 +296,23 @@ def test_check_entry_accepts_records_and_tombstones_and_refuses_the_rest():
 
 def test_hostile_records_are_ignored_and_do_not_break_live_peers(start, caplog):
     # prepare: two honest peers and a hostile node running plain hivemind without our validator
-    import hivemind  # only to play the hostile peer; our code imports it in gossip/discovery.py only
+    import hivemind  # only to play the hostile peer; of ours only gossip/discovery.py and dht_records.py do
 
     a = start()
     b = start(a.bootstrap_maddr)
     a.announce(_record("a"))
     b.announce(_record("b"))
     _wait(lambda: _ids(b) == ["a", "b"], SEEN_TIMEOUT_S, "b to see a")
-    hostile = hivemind.DHT(initial_peers=[a.bootstrap_maddr], start=True, await_ready=False,
-                           host_maddrs=["/ip4/127.0.0.1/tcp/0"], nat_port_map=False, auto_nat=False,
-                           use_relay=False, use_auto_relay=False)
+    hostile = hivemind.DHT(
+        initial_peers=[a.bootstrap_maddr],
+        start=True,
+        await_ready=False,
+        host_maddrs=["/ip4/127.0.0.1/tcp/0"],
+        nat_port_map=False,
+        auto_nat=False,
+        use_relay=False,
+        use_auto_relay=False,
+    )
     try:
         hostile.wait_until_ready(timeout=SEEN_TIMEOUT_S)
         # execute: the hostile node writes every bogus entry straight into the swarm key, and a
@@ -270,8 +320,9 @@ def test_hostile_records_are_ignored_and_do_not_break_live_peers(start, caplog):
         expiration = time.time() + 60
         for i, (subkey, value) in enumerate(_bogus_entries().items()):
             # distinct expirations: hivemind's own heap would otherwise compare int and str subkeys
-            hostile.store(a.config.key, value, expiration + i / 100, subkey=subkey,
-                          return_future=True).result(timeout=SEEN_TIMEOUT_S)
+            hostile.store(
+                a.config.key, value, expiration + i / 100, subkey=subkey, return_future=True
+            ).result(timeout=SEEN_TIMEOUT_S)
         wipe = hostile.store(a.config.key, b"wipe", expiration + 1, return_future=True)  # no subkey
         wipe.result(timeout=SEEN_TIMEOUT_S)
         with caplog.at_level(logging.WARNING):

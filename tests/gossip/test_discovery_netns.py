@@ -43,8 +43,12 @@ def test_netns_pair_is_linked_and_cleaned_up():
     # prepare / execute
     with netns_pair() as pair:
         names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10).stdout
-        ping = subprocess.run([*pair.exec_prefix(pair.b), "ip", "-4", "addr", "show", "veth-b"],
-                              capture_output=True, text=True, timeout=10)
+        ping = subprocess.run(
+            [*pair.exec_prefix(pair.b), "ip", "-4", "addr", "show", "veth-b"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     after = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10).stdout
     # assert
     assert pair.a in names and pair.b in names
@@ -59,24 +63,32 @@ def test_joiner_in_another_namespace_finds_the_bootstrap_peer(tmp_path):
     with netns_pair() as pair:
         try:
             # prepare: the bootstrap peer on "host" A
-            a = PeerProcess.spawn(["--swarm-id", swarm_id, "--peer-id", "a", "--host", pair.addr_a],
-                                  tmp_path / "a.log", prefix=pair.exec_prefix(pair.a))
+            a = PeerProcess.spawn(
+                ["--swarm-id", swarm_id, "--peer-id", "a", "--host", pair.addr_a],
+                tmp_path / "a.log",
+                prefix=pair.exec_prefix(pair.a),
+            )
             peers.append(a)
             ready = a.wait_for(lambda e: e.get("event") == "ready", START_TIMEOUT_S)
             bootstrap = ready["join"].split("--bootstrap ")[1].split()[0]
             assert f"/ip4/{pair.addr_a}/" in bootstrap, ready
             # execute: the joiner on "host" B, through the multiaddr A printed
             t0 = time.perf_counter()
-            b = PeerProcess.spawn(["--swarm-id", swarm_id, "--peer-id", "b", "--host", pair.addr_b,
-                                   "--initial-peer", bootstrap], tmp_path / "b.log",
-                                  prefix=pair.exec_prefix(pair.b))
+            joiner_args = ["--swarm-id", swarm_id, "--peer-id", "b", "--host", pair.addr_b]
+            b = PeerProcess.spawn(
+                [*joiner_args, "--initial-peer", bootstrap],
+                tmp_path / "b.log",
+                prefix=pair.exec_prefix(pair.b),
+            )
             peers.append(b)
             joined = b.wait_for(lambda e: e.get("event") == "ready", START_TIMEOUT_S)
             # assert: both hosts list both records
             b.wait_for(lambda e: e.get("peers") == ["a", "b"], SEEN_TIMEOUT_S)
             a.wait_for(lambda e: e.get("peers") == ["a", "b"], SEEN_TIMEOUT_S)
-            print(f"netns: A bootstrapped in {ready['start_s']:.2f} s, B joined across the veth link in "
-                  f"{joined['start_s']:.2f} s; both saw both {time.perf_counter() - t0:.2f} s after B's "
-                  f"process started (interpreter start included)")
+            print(
+                f"netns: A bootstrapped in {ready['start_s']:.2f} s, B joined across the veth link in "
+                f"{joined['start_s']:.2f} s; both saw both {time.perf_counter() - t0:.2f} s after B's "
+                f"process started (interpreter start included)"
+            )
         finally:
             _stop(peers)

@@ -18,6 +18,7 @@ import gc
 import logging
 import math
 import random
+from dataclasses import dataclass
 
 import grpc
 import psutil
@@ -26,18 +27,25 @@ import torch
 from gossip import _grpc, mixing
 from gossip.node import GossipNode, NodeConfig
 from protocol import gossip_pb2 as pb
-from protocol import serde
+from protocol.frames import CHECKSUMS, MIN_CHUNK_BYTES, encode_data_frame, refusal_frame, status_name
+from protocol.payload import snapshot_payload
 
 SEED = 20261124
-CHUNK = serde.MIN_CHUNK_BYTES
+CHUNK = MIN_CHUNK_BYTES
 N = 8_000  # params of the victim: 32 KB fp32 = 8 chunks
 SWARM, LAYOUT = "swarm", "layout"
 RSS_GROWTH_LIMIT = 48 << 20  # the barrage must not grow the process by more than this
 
 
 def _config(peer_id: str, **kw) -> NodeConfig:
-    return NodeConfig(swarm_id=SWARM, peer_id=peer_id, layout_fingerprint=LAYOUT, chunk_bytes=CHUNK,
-                      pull_deadline_s=3.0, **kw)
+    return NodeConfig(
+        swarm_id=SWARM,
+        peer_id=peer_id,
+        layout_fingerprint=LAYOUT,
+        chunk_bytes=CHUNK,
+        pull_deadline_s=3.0,
+        **kw,
+    )
 
 
 def _rss() -> int:
@@ -47,9 +55,17 @@ def _rss() -> int:
 
 # ---- 1. bad requests to a live server ----------------------------------------------------------
 
+
 def _pull_bytes(**fields) -> bytes:
-    values = dict(swarm_id=SWARM, peer_id="fuzzer", round=5, mode=pb.PULL_MODE_EXACT_ROUND,
-                  layout_fingerprint=LAYOUT, wire_dtype=pb.DTYPE_FLOAT32, max_payload_bytes=0)
+    values = dict(
+        swarm_id=SWARM,
+        peer_id="fuzzer",
+        round=5,
+        mode=pb.PULL_MODE_EXACT_ROUND,
+        layout_fingerprint=LAYOUT,
+        wire_dtype=pb.DTYPE_FLOAT32,
+        max_payload_bytes=0,
+    )
     values.update(fields)
     return pb.PullRequest(**values).SerializeToString()
 
@@ -59,8 +75,16 @@ def _bad_requests(rng: random.Random, total_bytes: int):
     garbage = lambda: rng.randbytes(rng.randint(1, 2000))  # noqa: E731
     makers = [
         lambda: ("pull", garbage(), {"INVALID_ARGUMENT", "refused", "unsupported_dtype", "swarm_mismatch"}),
-        lambda: ("pull", _pull_bytes(swarm_id=rng.choice(["", "other", "swarm ", "x" * 300])), {"swarm_mismatch"}),
-        lambda: ("pull", _pull_bytes(layout_fingerprint=rng.choice(["", "layout2", "\x00"])), {"layout_mismatch"}),
+        lambda: (
+            "pull",
+            _pull_bytes(swarm_id=rng.choice(["", "other", "swarm ", "x" * 300])),
+            {"swarm_mismatch"},
+        ),
+        lambda: (
+            "pull",
+            _pull_bytes(layout_fingerprint=rng.choice(["", "layout2", "\x00"])),
+            {"layout_mismatch"},
+        ),
         lambda: ("pull", _pull_bytes(mode=rng.choice([0, 3, 77, -1])), {"refused"}),
         lambda: ("pull", _pull_bytes(wire_dtype=rng.choice([0, 4, 99, -5])), {"unsupported_dtype"}),
         lambda: ("pull", _pull_bytes(round=-rng.randint(1, 1 << 62)), {"refused"}),
@@ -69,10 +93,16 @@ def _bad_requests(rng: random.Random, total_bytes: int):
         lambda: ("pull", _pull_bytes(max_payload_bytes=rng.randint(1, total_bytes - 1)), {"too_large"}),
         lambda: ("pull", _pull_bytes(peer_id="p" * rng.randint(70_000, 200_000)), {"RESOURCE_EXHAUSTED"}),
         lambda: ("hello", garbage(), {"INVALID_ARGUMENT", "swarm_mismatch"}),
-        lambda: ("hello", pb.HelloRequest(swarm_id=rng.choice(["", "other"]), peer_id="f").SerializeToString(),
-                 {"swarm_mismatch"}),
-        lambda: ("hello", pb.HelloRequest(swarm_id=SWARM, layout_fingerprint="other").SerializeToString(),
-                 {"layout_mismatch"}),
+        lambda: (
+            "hello",
+            pb.HelloRequest(swarm_id=rng.choice(["", "other"]), peer_id="f").SerializeToString(),
+            {"swarm_mismatch"},
+        ),
+        lambda: (
+            "hello",
+            pb.HelloRequest(swarm_id=SWARM, layout_fingerprint="other").SerializeToString(),
+            {"layout_mismatch"},
+        ),
         lambda: (rng.choice(["Push", "Delete", "Pulls"]), garbage(), {"UNIMPLEMENTED"}),
     ]
     for i in range(650):
@@ -83,22 +113,37 @@ async def _send(channel: grpc.aio.Channel, method: str, raw: bytes) -> str:
     """Send raw request bytes; return the refusal: a Refusal status name, a Hello status, or a gRPC code."""
     try:
         if method == "pull":
-            call = channel.unary_stream(_grpc.PULL_METHOD, request_serializer=None, response_deserializer=None)
+            call = channel.unary_stream(
+                _grpc.PULL_METHOD, request_serializer=None, response_deserializer=None
+            )
             frames = [frame async for frame in call(raw, timeout=5.0)]
             chunks = [pb.Chunk.FromString(f) for f in frames]
             if len(chunks) == 1 and chunks[0].WhichOneof("body") == "refusal":
-                return serde.status_name(chunks[0].refusal.status)
+                return status_name(chunks[0].refusal.status)
             return f"served {len(chunks)} frames"
         if method == "hello":
-            call = channel.unary_unary(_grpc.HELLO_METHOD, request_serializer=None, response_deserializer=None)
+            call = channel.unary_unary(
+                _grpc.HELLO_METHOD, request_serializer=None, response_deserializer=None
+            )
             reply = pb.HelloReply.FromString(await call(raw, timeout=5.0))
-            return serde.status_name(reply.status)
-        call = channel.unary_unary(f"/{_grpc.SERVICE_NAME}/{method}", request_serializer=None,
-                                   response_deserializer=None)
+            return status_name(reply.status)
+        call = channel.unary_unary(
+            f"/{_grpc.SERVICE_NAME}/{method}", request_serializer=None, response_deserializer=None
+        )
         await call(raw, timeout=5.0)
         return "answered"
     except grpc.aio.AioRpcError as exc:
         return exc.code().name
+
+
+def _refusal_lines(caplog) -> list[logging.LogRecord]:
+    """The service's log lines for refused requests (pulls and hellos)."""
+    return [
+        r
+        for r in caplog.records
+        if r.name == "gossip.service"
+        and ("refusing" in r.getMessage() or r.getMessage().startswith("hello from"))
+    ]
 
 
 async def test_server_refuses_a_barrage_of_bad_requests_and_keeps_serving(caplog):
@@ -114,7 +159,9 @@ async def test_server_refuses_a_barrage_of_bad_requests_and_keeps_serving(caplog
         victim.publish(params * 0, 4)
         victim.publish(params, 5)
         await victim.ready()
-        total = victim._store.latest.encoded(victim._service.identity, torch.float32, CHUNK).header.total_bytes
+        total = victim._store.latest.encoded(
+            victim._service.identity, torch.float32, CHUNK
+        ).header.total_bytes
         rss_before = _rss()
         # execute
         mismatches, handled = [], 0
@@ -127,9 +174,7 @@ async def test_server_refuses_a_barrage_of_bad_requests_and_keeps_serving(caplog
         outcome = await client.pull("victim", victim.address, 5)
         # assert
         assert mismatches == []
-        refusal_lines = [r for r in caplog.records if r.name == "gossip.service" and
-                         ("refusing" in r.getMessage() or r.getMessage().startswith("hello from"))]
-        assert victim._service.refused == handled == len(refusal_lines)
+        assert victim._service.refused == handled == len(_refusal_lines(caplog))
         assert outcome.error is None and torch.equal(outcome.snapshot.params, expected)
         assert torch.equal(victim._store.get(5).params, expected)  # bit for bit
         assert rss_growth < RSS_GROWTH_LIMIT, f"RSS grew {rss_growth / 2**20:.1f} MiB"
@@ -141,11 +186,20 @@ async def test_server_refuses_a_barrage_of_bad_requests_and_keeps_serving(caplog
 
 # ---- 2. malformed streams answering our pulls --------------------------------------------------
 
+
 def _header(**over) -> pb.SnapshotHeader:
     spec = dict(name="params", dtype=pb.DTYPE_FLOAT32, shape=[N], nbytes=4 * N)
     spec.update(over.pop("spec", {}))
-    values = dict(swarm_id=SWARM, peer_id="evil", round=0, layout_fingerprint=LAYOUT, total_bytes=4 * N,
-                  tensors=[pb.TensorSpec(**spec)], checksum_kind=pb.CHECKSUM_KIND_CRC32, chunk_bytes=CHUNK)
+    values = dict(
+        swarm_id=SWARM,
+        peer_id="evil",
+        round=0,
+        layout_fingerprint=LAYOUT,
+        total_bytes=4 * N,
+        tensors=[pb.TensorSpec(**spec)],
+        checksum_kind=pb.CHECKSUM_KIND_CRC32,
+        chunk_bytes=CHUNK,
+    )
     values.update(over)
     return pb.SnapshotHeader(**values)
 
@@ -153,7 +207,7 @@ def _header(**over) -> pb.SnapshotHeader:
 def _frames(x: torch.Tensor, **header) -> list[bytes]:
     fields = dict(swarm_id=SWARM, peer_id="evil", round=0, layout_fingerprint=LAYOUT)
     fields.update(header)
-    return list(serde.snapshot_payload(fields, [("params", x)], CHUNK).frames)
+    return list(snapshot_payload(fields, [("params", x)], CHUNK).frames)
 
 
 def _encode(chunk: pb.Chunk) -> bytes:
@@ -161,7 +215,9 @@ def _encode(chunk: pb.Chunk) -> bytes:
 
 
 def _data(offset: int, payload: bytes, crc: int | None = None) -> bytes:
-    return serde.encode_data_frame(offset, serde.CHECKSUMS[pb.CHECKSUM_KIND_CRC32C](payload) if crc is None else crc, payload)
+    return encode_data_frame(
+        offset, CHECKSUMS[pb.CHECKSUM_KIND_CRC32C](payload) if crc is None else crc, payload
+    )
 
 
 class Hostile:
@@ -180,9 +236,14 @@ class Hostile:
             if self.abort is not None:
                 await context.abort(self.abort, "hostile abort")
 
-        handler = grpc.method_handlers_generic_handler(_grpc.SERVICE_NAME, {
-            "Pull": grpc.unary_stream_rpc_method_handler(pull, request_deserializer=None,
-                                                         response_serializer=None)})
+        handler = grpc.method_handlers_generic_handler(
+            _grpc.SERVICE_NAME,
+            {
+                "Pull": grpc.unary_stream_rpc_method_handler(
+                    pull, request_deserializer=None, response_serializer=None
+                )
+            },
+        )
         self.server = grpc.aio.server(options=[("grpc.max_send_message_length", 32 << 20)])
         self.server.add_generic_rpc_handlers((handler,))
         port = self.server.add_insecure_port("127.0.0.1:0")
@@ -190,79 +251,169 @@ class Hostile:
         self.address = f"127.0.0.1:{port}"
 
 
-def _streams(rng: random.Random, x: torch.Tensor):
-    """(name, frames, abort code, allowed error prefixes) for malformed answers to a round-0 pull."""
-    good = _frames(x)
-    n = len(good)  # header, data..., trailer
+@dataclass(frozen=True)
+class _Stream:
+    """What a malformed-stream builder draws from: the seeded rng, our params, their honest frames."""
 
-    def add(name, frames, kinds, abort=None):
-        return name, frames, abort, kinds
+    rng: random.Random
+    x: torch.Tensor
+    good: list[bytes]  # header, data..., trailer
 
-    def nonfinite():
-        y = x.clone()
-        for _ in range(rng.randint(1, 3)):
-            y[rng.randrange(N)] = rng.choice([math.nan, math.inf, -math.inf])
-        return y
+    @property
+    def n(self) -> int:
+        return len(self.good)
 
-    makers = [
-        lambda: add("truncated", good[:rng.randrange(0, n - 1)], ("truncated",)),
-        lambda: add("cut mid-frame", (lambda k: good[:k] + [good[k][:rng.randrange(1, len(good[k]))]])(
-            rng.randrange(1, n)), ("corrupt", "truncated")),
-        lambda: add("bad checksum", (lambda k: good[:k] + [_flip(good[k], rng)] + good[k + 1:])(rng.randrange(1, n - 1)),
-                    ("corrupt",)),
-        lambda: add("oversized chunk", [good[0], _data(0, rng.randbytes(CHUNK * rng.randint(2, 64)))] + good[2:],
-                    ("corrupt",)),
-        lambda: add("oversized total", [_encode(pb.Chunk(header=_header(
-            total_bytes=(t := rng.randint(1 << 30, 1 << 40) * 4), spec=dict(shape=[t // 4], nbytes=t))))],
-            ("refused (too_large)",)),
-        lambda: add("huge embedding", [_encode(pb.Chunk(header=_header(
-            total_bytes=4 * N + (e := rng.randint(1 << 27, 1 << 33) * 4),
-            tensors=[pb.TensorSpec(name="params", dtype=pb.DTYPE_FLOAT32, shape=[N], nbytes=4 * N),
-                     pb.TensorSpec(name="embedding", dtype=pb.DTYPE_FLOAT32, shape=[e // 4], nbytes=e)])))],
-            ("refused (too_large)",)),
-        lambda: add("frame over the gRPC limit", [good[0], _data(0, bytes(9 << 20))], ("rpc resource_exhausted",)),
-        lambda: add("wrong dtype", [_encode(pb.Chunk(header=_header(spec=dict(dtype=rng.choice([0, 4, 99])))))]
-                    + good[1:], ("corrupt",)),
-        lambda: add("fp16 shape, fp32 bytes", [_encode(pb.Chunk(header=_header(spec=dict(dtype=pb.DTYPE_FLOAT16))))]
-                    + good[1:], ("corrupt",)),
-        lambda: add("inconsistent shape", [_encode(pb.Chunk(header=_header(spec=dict(shape=[N + rng.randint(1, 9)]))))]
-                    + good[1:], ("corrupt",)),
-        lambda: add("2-D params", [_encode(pb.Chunk(header=_header(spec=dict(shape=[N // 2, 2]))))] + good[1:],
-                    ("refused (layout_mismatch)",)),
-        lambda: add("other model size", _frames(torch.randn(N + 8 * rng.randint(1, 50))), ("refused (layout_mismatch)",)),
-        lambda: add("wrong layout", _frames(x, layout_fingerprint=rng.choice(["", "l2", "layout\x00"])),
-                    ("refused (layout_mismatch)",)),
-        lambda: add("unknown swarm", _frames(x, swarm_id=rng.choice(["", "evil-swarm"])),
-                    ("refused (swarm_mismatch)",)),
-        lambda: add("wrong peer", _frames(x, peer_id=rng.choice(["", "good", "a"])), ("refused (refused)",)),
-        lambda: add("negative round", [_encode(pb.Chunk(header=_header(round=-rng.randint(1, 1 << 62))))] + good[1:],
-                    ("refused (refused)",)),
-        lambda: add("absurd round", [_encode(pb.Chunk(header=_header(round=rng.randint(1, 1 << 62))))] + good[1:],
-                    ("refused (refused)",)),
-        lambda: add("NaN/Inf payload", _frames(nonfinite()), ("rejected: non-finite",)),
-        lambda: add("norm jump", _frames(x * rng.choice([1e3, -50.0])), ("rejected: norm jump",)),
-        lambda: add("norm collapse", _frames(x * rng.choice([0.0, 1e-4])), ("rejected: norm collapse",)),
-        lambda: add("garbage frames", [rng.randbytes(rng.randint(1, 3000)) for _ in range(rng.randint(1, 4))],
-                    ("corrupt", "truncated", "refused")),
-        lambda: add("garbage after header", good[:1] + [rng.randbytes(rng.randint(1, 3000))],
-                    ("corrupt", "truncated", "refused")),
-        lambda: add("refusal with status ok", [serde.refusal_frame(rng.choice([0, 1, 77]), "")], ("refused",)),
-        lambda: add("frame after trailer", good + [good[1]], ("corrupt",)),
-        lambda: add("duplicate header", good[:2] + [good[0]] + good[2:], ("corrupt",)),
-        lambda: add("data before header", good[1:], ("corrupt",)),
-        lambda: add("offset gap", [good[0], good[2]] + good[3:], ("corrupt",)),
-        lambda: add("zero-length chunk", [good[0], _data(0, b"")] + good[1:], ("corrupt",)),
-        lambda: add("trailer miscounts", good[:-1] + [_encode(pb.Chunk(trailer=pb.Trailer(
-            total_bytes=4 * N, num_chunks=n - 2 + rng.choice([-1, 1, 1000]))))], ("corrupt",)),
-        lambda: add("trailer short total", good[:-1] + [_encode(pb.Chunk(trailer=pb.Trailer(
-            total_bytes=rng.randint(0, 4 * N - 1), num_chunks=n - 2)))], ("truncated",)),
-        lambda: add("abort mid-stream", good[:rng.randrange(1, n - 1)], ("rpc internal", "rpc unknown",
-                                                                           "rpc data_loss"),
-                    abort=rng.choice([grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS])),
-        lambda: add("empty stream", [], ("truncated",)),
+
+def _header_frame(**over) -> list[bytes]:
+    return [_encode(pb.Chunk(header=_header(**over)))]
+
+
+def _nonfinite(s: _Stream) -> torch.Tensor:
+    y = s.x.clone()
+    for _ in range(s.rng.randint(1, 3)):
+        y[s.rng.randrange(N)] = s.rng.choice([math.nan, math.inf, -math.inf])
+    return y
+
+
+def _cut_mid_frame(s: _Stream) -> list[bytes]:
+    k = s.rng.randrange(1, s.n)
+    return s.good[:k] + [s.good[k][: s.rng.randrange(1, len(s.good[k]))]]
+
+
+def _bad_checksum(s: _Stream) -> list[bytes]:
+    k = s.rng.randrange(1, s.n - 1)
+    return s.good[:k] + [_flip(s.good[k], s.rng)] + s.good[k + 1 :]
+
+
+def _oversized_total(s: _Stream) -> list[bytes]:
+    t = s.rng.randint(1 << 30, 1 << 40) * 4
+    return _header_frame(total_bytes=t, spec=dict(shape=[t // 4], nbytes=t))
+
+
+def _huge_embedding(s: _Stream) -> list[bytes]:
+    e = s.rng.randint(1 << 27, 1 << 33) * 4
+    tensors = [
+        pb.TensorSpec(name="params", dtype=pb.DTYPE_FLOAT32, shape=[N], nbytes=4 * N),
+        pb.TensorSpec(name="embedding", dtype=pb.DTYPE_FLOAT32, shape=[e // 4], nbytes=e),
     ]
-    for i in range(530):
-        yield makers[i % len(makers)]()  # one case alive at a time: the 9 MiB frames are not kept
+    return _header_frame(total_bytes=4 * N + e, tensors=tensors)
+
+
+def _trailer_miscounts(s: _Stream) -> list[bytes]:
+    count = s.n - 2 + s.rng.choice([-1, 1, 1000])
+    return s.good[:-1] + [_encode(pb.Chunk(trailer=pb.Trailer(total_bytes=4 * N, num_chunks=count)))]
+
+
+def _trailer_short_total(s: _Stream) -> list[bytes]:
+    total = s.rng.randint(0, 4 * N - 1)
+    return s.good[:-1] + [_encode(pb.Chunk(trailer=pb.Trailer(total_bytes=total, num_chunks=s.n - 2)))]
+
+
+def _abort_mid_stream(s: _Stream) -> tuple[list[bytes], grpc.StatusCode]:
+    frames = s.good[: s.rng.randrange(1, s.n - 1)]
+    return frames, s.rng.choice(
+        [grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS]
+    )
+
+
+# (name, allowed error prefixes, builder): a builder returns the frames the hostile server answers a
+# round-0 pull with, or (frames, gRPC status it then aborts with)
+_MALFORMED_STREAMS = [
+    ("truncated", ("truncated",), lambda s: s.good[: s.rng.randrange(0, s.n - 1)]),
+    ("cut mid-frame", ("corrupt", "truncated"), _cut_mid_frame),
+    ("bad checksum", ("corrupt",), _bad_checksum),
+    (
+        "oversized chunk",
+        ("corrupt",),
+        lambda s: [s.good[0], _data(0, s.rng.randbytes(CHUNK * s.rng.randint(2, 64)))] + s.good[2:],
+    ),
+    ("oversized total", ("refused (too_large)",), _oversized_total),
+    ("huge embedding", ("refused (too_large)",), _huge_embedding),
+    (
+        "frame over the gRPC limit",
+        ("rpc resource_exhausted",),
+        lambda s: [s.good[0], _data(0, bytes(9 << 20))],
+    ),
+    (
+        "wrong dtype",
+        ("corrupt",),
+        lambda s: _header_frame(spec=dict(dtype=s.rng.choice([0, 4, 99]))) + s.good[1:],
+    ),
+    (
+        "fp16 shape, fp32 bytes",
+        ("corrupt",),
+        lambda s: _header_frame(spec=dict(dtype=pb.DTYPE_FLOAT16)) + s.good[1:],
+    ),
+    (
+        "inconsistent shape",
+        ("corrupt",),
+        lambda s: _header_frame(spec=dict(shape=[N + s.rng.randint(1, 9)])) + s.good[1:],
+    ),
+    (
+        "2-D params",
+        ("refused (layout_mismatch)",),
+        lambda s: _header_frame(spec=dict(shape=[N // 2, 2])) + s.good[1:],
+    ),
+    (
+        "other model size",
+        ("refused (layout_mismatch)",),
+        lambda s: _frames(torch.randn(N + 8 * s.rng.randint(1, 50))),
+    ),
+    (
+        "wrong layout",
+        ("refused (layout_mismatch)",),
+        lambda s: _frames(s.x, layout_fingerprint=s.rng.choice(["", "l2", "layout\x00"])),
+    ),
+    (
+        "unknown swarm",
+        ("refused (swarm_mismatch)",),
+        lambda s: _frames(s.x, swarm_id=s.rng.choice(["", "evil-swarm"])),
+    ),
+    ("wrong peer", ("refused (refused)",), lambda s: _frames(s.x, peer_id=s.rng.choice(["", "good", "a"]))),
+    (
+        "negative round",
+        ("refused (refused)",),
+        lambda s: _header_frame(round=-s.rng.randint(1, 1 << 62)) + s.good[1:],
+    ),
+    (
+        "absurd round",
+        ("refused (refused)",),
+        lambda s: _header_frame(round=s.rng.randint(1, 1 << 62)) + s.good[1:],
+    ),
+    ("NaN/Inf payload", ("rejected: non-finite",), lambda s: _frames(_nonfinite(s))),
+    ("norm jump", ("rejected: norm jump",), lambda s: _frames(s.x * s.rng.choice([1e3, -50.0]))),
+    ("norm collapse", ("rejected: norm collapse",), lambda s: _frames(s.x * s.rng.choice([0.0, 1e-4]))),
+    (
+        "garbage frames",
+        ("corrupt", "truncated", "refused"),
+        lambda s: [s.rng.randbytes(s.rng.randint(1, 3000)) for _ in range(s.rng.randint(1, 4))],
+    ),
+    (
+        "garbage after header",
+        ("corrupt", "truncated", "refused"),
+        lambda s: s.good[:1] + [s.rng.randbytes(s.rng.randint(1, 3000))],
+    ),
+    ("refusal with status ok", ("refused",), lambda s: [refusal_frame(s.rng.choice([0, 1, 77]), "")]),
+    ("frame after trailer", ("corrupt",), lambda s: s.good + [s.good[1]]),
+    ("duplicate header", ("corrupt",), lambda s: s.good[:2] + [s.good[0]] + s.good[2:]),
+    ("data before header", ("corrupt",), lambda s: s.good[1:]),
+    ("offset gap", ("corrupt",), lambda s: [s.good[0], s.good[2]] + s.good[3:]),
+    ("zero-length chunk", ("corrupt",), lambda s: [s.good[0], _data(0, b"")] + s.good[1:]),
+    ("trailer miscounts", ("corrupt",), _trailer_miscounts),
+    ("trailer short total", ("truncated",), _trailer_short_total),
+    ("abort mid-stream", ("rpc internal", "rpc unknown", "rpc data_loss"), _abort_mid_stream),
+    ("empty stream", ("truncated",), lambda s: []),
+]
+
+
+def _streams(rng: random.Random, x: torch.Tensor, count: int = 530):
+    """(name, frames, abort code, allowed error prefixes) for malformed answers to a round-0 pull."""
+    stream = _Stream(rng, x, _frames(x))
+    for i in range(count):  # one case alive at a time: the 9 MiB frames are not kept
+        name, kinds, build = _MALFORMED_STREAMS[i % len(_MALFORMED_STREAMS)]
+        built = build(stream)
+        frames, abort = built if isinstance(built, tuple) else (built, None)
+        yield name, frames, abort, kinds
 
 
 def _flip(frame: bytes, rng: random.Random) -> bytes:
@@ -270,6 +421,15 @@ def _flip(frame: bytes, rng: random.Random) -> bytes:
     out = bytearray(frame)
     out[-rng.randint(1, CHUNK)] ^= 1 << rng.randrange(8)
     return bytes(out)
+
+
+async def _mix_with_hostile(victim: GossipNode, hostile: Hostile, good: GossipNode | None):
+    """Round 0 of ``victim`` mixing with the hostile server (and ``good`` beside it, if given):
+    (the hostile neighbour's report, the mixed params)."""
+    neighbours = {"evil": hostile.address} | ({"good": good.address} if good else {})
+    weights = {"evil": 0.25} | ({"good": 0.25} if good else {})
+    result = await victim.mix(0, neighbours, 1.0 - sum(weights.values()), weights)
+    return next(r for r in result.neighbours if r.peer_id == "evil"), result.params
 
 
 async def test_pulling_node_refuses_every_malformed_stream_and_mixes_only_honest_neighbours(caplog):
@@ -290,12 +450,9 @@ async def test_pulling_node_refuses_every_malformed_stream_and_mixes_only_honest
         for i, (name, frames, abort, kinds) in enumerate(_streams(rng, own)):
             hostile.frames, hostile.abort = frames, abort
             with_honest = i % 10 == 0
-            neighbours = {"evil": hostile.address} | ({"good": good.address} if with_honest else {})
-            weights = {"evil": 0.25} | ({"good": 0.25} if with_honest else {})
-            result = await victim.mix(0, neighbours, 1.0 - sum(weights.values()), weights)
-            report = next(r for r in result.neighbours if r.peer_id == "evil")
+            report, params = await _mix_with_hostile(victim, hostile, good if with_honest else None)
             expected = honest_mix if with_honest else own
-            if report.answered or not report.error.startswith(kinds) or not torch.equal(result.params, expected):
+            if report.answered or not report.error.startswith(kinds) or not torch.equal(params, expected):
                 failures.append((i, name, report.error))
         rss_growth = _rss() - rss_before
         # assert

@@ -13,8 +13,16 @@ from hypothesis import strategies as st
 
 from gossip import mixing, topology
 
-UNDIRECTED = ["ring", "torus", "full", "random_regular:k=3", "erdos_renyi:p=0.4", "exponential",
-              "ring:time_varying=true", "random_regular:k=4,time_varying=true"]
+UNDIRECTED = [
+    "ring",
+    "torus",
+    "full",
+    "random_regular:k=3",
+    "erdos_renyi:p=0.4",
+    "exponential",
+    "ring:time_varying=true",
+    "random_regular:k=4,time_varying=true",
+]
 
 
 def ids(n: int) -> list[str]:

@@ -12,14 +12,16 @@ import torch
 from gossip import _grpc
 from gossip.node import BindError, GossipNode, NodeConfig
 from protocol import gossip_pb2 as pb
-from protocol import gossip_pb2_grpc, serde
+from protocol import gossip_pb2_grpc
+from protocol.frames import MIN_CHUNK_BYTES
 
-CHUNK = serde.MIN_CHUNK_BYTES  # many chunks even for small test tensors
+CHUNK = MIN_CHUNK_BYTES  # many chunks even for small test tensors
 
 
 def _config(peer_id: str, **overrides) -> NodeConfig:
-    values = dict(swarm_id="swarm", peer_id=peer_id, layout_fingerprint="layout", chunk_bytes=CHUNK,
-                  pull_deadline_s=5.0)
+    values = dict(
+        swarm_id="swarm", peer_id=peer_id, layout_fingerprint="layout", chunk_bytes=CHUNK, pull_deadline_s=5.0
+    )
     values.update(overrides)
     return NodeConfig(**values)
 
@@ -89,11 +91,14 @@ async def test_hello_reports_identity_and_incompatibility():
         assert mismatch.status == pb.STATUS_LAYOUT_MISMATCH
 
 
-@pytest.mark.parametrize("overrides, expected", [
-    (dict(layout_fingerprint="other"), "refused (layout_mismatch)"),
-    (dict(swarm_id="elsewhere"), "refused (swarm_mismatch)"),
-    (dict(max_payload_bytes=1000), "refused (too_large)"),
-])
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (dict(layout_fingerprint="other"), "refused (layout_mismatch)"),
+        (dict(swarm_id="elsewhere"), "refused (swarm_mismatch)"),
+        (dict(max_payload_bytes=1000), "refused (too_large)"),
+    ],
+)
 async def test_incompatible_pulls_are_refused_over_grpc(overrides, expected):
     async with _nodes(_config("a", **overrides), _config("b")) as (a, b):
         # prepare
@@ -229,8 +234,14 @@ async def test_stream_is_readable_by_a_plain_protobuf_client():
         # prepare
         params = torch.randn(3000)
         b.publish(params, 0)
-        request = pb.PullRequest(swarm_id="swarm", peer_id="x", round=0, mode=pb.PULL_MODE_EXACT_ROUND,
-                                 layout_fingerprint="layout", wire_dtype=pb.DTYPE_FLOAT32)
+        request = pb.PullRequest(
+            swarm_id="swarm",
+            peer_id="x",
+            round=0,
+            mode=pb.PULL_MODE_EXACT_ROUND,
+            layout_fingerprint="layout",
+            wire_dtype=pb.DTYPE_FLOAT32,
+        )
         # execute: the generated stub decodes every frame with protobuf itself
         async with grpc.aio.insecure_channel(b.address, options=_grpc.CHANNEL_OPTIONS) as channel:
             chunks = [c async for c in gossip_pb2_grpc.GossipStub(channel).Pull(request, timeout=5)]
@@ -238,51 +249,6 @@ async def test_stream_is_readable_by_a_plain_protobuf_client():
         assert chunks[0].WhichOneof("body") == "header" and chunks[-1].WhichOneof("body") == "trailer"
         payload = b"".join(c.data.payload for c in chunks[1:-1])
         assert torch.equal(torch.frombuffer(bytearray(payload), dtype=torch.float32), params)
-
-
-def test_round_mixer_hands_back_the_weight_of_a_neighbour_lost_mid_stream():
-    # prepare: b and c deliver progressively; c dies after half of its params were mixed
-    from gossip.node import RoundMixer
-
-    torch.manual_seed(3)
-    own, xb, xc = torch.randn(300_000), torch.randn(300_000), torch.randn(300_000).half()
-    mixer = RoundMixer(own, 0.4, {"b": 0.3, "c": 0.3})
-    mixer.attach("b", xb)
-    mixer.attach("c", xc)
-    # execute
-    mixer.progress("b", 4 * 200_000)
-    mixer.progress("c", 2 * 150_000)
-    mixed_before_drop = mixer.mixed
-    mixer.drop("c")
-    mixer.progress("b", 4 * 300_000)
-    params, self_w, kept, distance = mixer.finish()
-    # assert
-    assert mixed_before_drop == 150_000
-    assert self_w == pytest.approx(0.7) and kept == {"b": 0.3}
-    torch.testing.assert_close(params, 0.7 * own + 0.3 * xb)
-    assert distance == pytest.approx(float(((own - xb) ** 2).sum()), rel=1e-4)
-
-
-def test_round_mixer_with_nobody_answering_returns_our_params():
-    # prepare
-    from gossip.node import RoundMixer
-
-    own = torch.randn(1000)
-    mixer = RoundMixer(own, 0.5, {"b": 0.5})
-    # execute
-    mixer.drop("b")
-    params, self_w, kept, distance = mixer.finish()
-    # assert
-    assert torch.equal(params, own) and params.data_ptr() != own.data_ptr()
-    assert self_w == 1.0 and kept == {} and distance == 0.0
-
-
-def test_round_mixer_refuses_a_neighbour_with_another_shape():
-    from gossip.node import RoundMixer
-
-    mixer = RoundMixer(torch.zeros(10), 0.5, {"b": 0.5})
-    with pytest.raises(serde.CorruptStream, match="shape"):
-        mixer.attach("b", torch.zeros(11))
 
 
 async def test_recycled_result_buffer_is_reused_and_fully_overwritten():

@@ -23,7 +23,8 @@ _SERVE = """
 import asyncio, sys, torch
 from gossip.node import GossipNode, NodeConfig
 async def main():
-    node = await GossipNode.create(NodeConfig(swarm_id="swarm", peer_id="victim", layout_fingerprint="layout"))
+    config = NodeConfig(swarm_id="swarm", peer_id="victim", layout_fingerprint="layout")
+    node = await GossipNode.create(config)
     node.publish(torch.ones(int(sys.argv[1])), 0)
     print(node.address, flush=True)
     await asyncio.Event().wait()
@@ -49,14 +50,16 @@ def _kill_on_header(node: GossipNode, victim: str, action) -> None:
         def on_header(nbytes):
             action()
             return allocate(nbytes)
+
         return on_header
 
     node._reuse_buffer = reuse_buffer
 
 
 async def _mix_two(node: GossipNode, survivor: GossipNode, victim_address: str):
-    return await node.mix(0, {"b": survivor.address, "victim": victim_address}, 1 / 3,
-                          {"b": 1 / 3, "victim": 1 / 3})
+    return await node.mix(
+        0, {"b": survivor.address, "victim": victim_address}, 1 / 3, {"b": 1 / 3, "victim": 1 / 3}
+    )
 
 
 def _assert_mixed_without_victim(result, own: torch.Tensor, survivor: torch.Tensor) -> None:
@@ -69,8 +72,13 @@ def _assert_mixed_without_victim(result, own: torch.Tensor, survivor: torch.Tens
 @pytest.mark.slow
 async def test_neighbour_process_sigkilled_mid_stream(reaper):
     # prepare: the victim is a separate process serving 32 MiB of ones
-    proc = subprocess.Popen([sys.executable, "-c", _SERVE, str(BIG)], cwd=ROOT, stdout=subprocess.PIPE,
-                            start_new_session=True, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVE, str(BIG)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+        text=True,
+    )
     reaper.append(proc)
     victim_address = (await asyncio.to_thread(proc.stdout.readline)).strip()
     assert victim_address, "victim process did not start"
@@ -119,13 +127,16 @@ async def test_hung_neighbour_costs_at_most_the_deadline():
     hole.bind(("127.0.0.1", 0))
     hole.listen(16)
     deadline = 1.0
-    a, b = await GossipNode.create(_config("a", pull_deadline_s=deadline)), await GossipNode.create(_config("b"))
+    a, b = (
+        await GossipNode.create(_config("a", pull_deadline_s=deadline)),
+        await GossipNode.create(_config("b")),
+    )
     try:
         own, theirs = torch.zeros(1000), torch.full((1000,), 3.0)
         a.publish(own, 0)
         b.publish(theirs, 0)
         # execute
-        result = await asyncio.wait_for(_mix_two(a, b, "127.0.0.1:%d" % hole.getsockname()[1]), 30)
+        result = await asyncio.wait_for(_mix_two(a, b, f"127.0.0.1:{hole.getsockname()[1]}"), 30)
         # assert
         _assert_mixed_without_victim(result, own, theirs)
         victim = next(r for r in result.neighbours if r.peer_id == "victim")
@@ -150,7 +161,9 @@ async def test_neighbour_that_never_publishes_the_round_costs_the_deadline():
         result = await asyncio.wait_for(_mix_two(a, b, victim.address), 30)
         # assert
         _assert_mixed_without_victim(result, own, theirs)
-        assert next(r for r in result.neighbours if r.peer_id == "victim").error.startswith("refused (not_yet)")
+        assert next(r for r in result.neighbours if r.peer_id == "victim").error.startswith(
+            "refused (not_yet)"
+        )
     finally:
         for node in nodes:
             await node.close()

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from gossip import mixing, robust
-from gossip.node import GossipNode, NodeConfig, RoundMixer
-from protocol import serde
+from gossip.node import GossipNode, NodeConfig
+from gossip.round_mixer import RoundMixer
+from protocol.frames import MIN_CHUNK_BYTES
 
-CHUNK = serde.MIN_CHUNK_BYTES
+CHUNK = MIN_CHUNK_BYTES
 N = 300_000  # > 2 mixing blocks, so rejections can happen after a mixed prefix
 
 
@@ -107,8 +108,13 @@ def test_fp16_neighbour_is_screened_in_float32():
 
 def test_trimmed_mean_drops_the_extremes_per_coordinate():
     # prepare: 5 buffers, beta = 0.2 trims one value from each side
-    buffers = [torch.tensor([1.0, -9.0, 3.0]), torch.tensor([2.0, 0.0, 3.0]), torch.tensor([3.0, 1.0, 3.0]),
-               torch.tensor([100.0, 2.0, 3.0]), torch.tensor([-100.0, 3.0, 3.0])]
+    buffers = [
+        torch.tensor([1.0, -9.0, 3.0]),
+        torch.tensor([2.0, 0.0, 3.0]),
+        torch.tensor([3.0, 1.0, 3.0]),
+        torch.tensor([100.0, 2.0, 3.0]),
+        torch.tensor([-100.0, 3.0, 3.0]),
+    ]
     out = torch.empty(3)
     # execute
     robust.trimmed_mean(buffers, 0.2, out, block=2)
@@ -123,9 +129,16 @@ def test_trimmed_mean_without_trimming_is_the_mean():
     torch.testing.assert_close(out, torch.stack(buffers).mean(0))
 
 
-@pytest.mark.parametrize("kwargs", [dict(aggregation="median!"), dict(trim_fraction=0.5),
-                                    dict(max_norm_ratio=1.0), dict(max_norm_ratio=math.inf),
-                                    dict(max_distance_ratio=0.0)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(aggregation="median!"),
+        dict(trim_fraction=0.5),
+        dict(max_norm_ratio=1.0),
+        dict(max_norm_ratio=math.inf),
+        dict(max_distance_ratio=0.0),
+    ],
+)
 def test_bad_robust_config_is_refused(kwargs):
     with pytest.raises(ValueError):
         NodeConfig(swarm_id="s", peer_id="a", layout_fingerprint="l", **kwargs)
@@ -164,8 +177,10 @@ async def test_node_rejects_a_nan_neighbour_over_grpc_and_logs_it(caplog):
 
 
 async def test_node_trimmed_mean_ignores_one_outlier():
-    configs = [_config(p, aggregation="trimmed_mean", trim_fraction=0.25, max_norm_ratio=None)
-               for p in ("a", "b", "c", "d")]
+    configs = [
+        _config(p, aggregation="trimmed_mean", trim_fraction=0.25, max_norm_ratio=None)
+        for p in ("a", "b", "c", "d")
+    ]
     async with _nodes(*configs) as nodes:
         # prepare: d is an outlier in every coordinate (but finite)
         xs = [torch.randn(20_000) for _ in range(3)] + [torch.full((20_000,), 1e6)]
@@ -173,8 +188,9 @@ async def test_node_trimmed_mean_ignores_one_outlier():
             node.publish(x, 0)
         a = nodes[0]
         # execute
-        result = await a.mix(0, {n.config.peer_id: n.address for n in nodes[1:]}, 0.25,
-                             {"b": 0.25, "c": 0.25, "d": 0.25})
+        result = await a.mix(
+            0, {n.config.peer_id: n.address for n in nodes[1:]}, 0.25, {"b": 0.25, "c": 0.25, "d": 0.25}
+        )
         # assert: per coordinate, drop min and max of 4 values, average the middle two
         stacked = torch.stack(xs).sort(dim=0).values[1:3].mean(0)
         torch.testing.assert_close(result.params, stacked)

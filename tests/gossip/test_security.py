@@ -26,8 +26,15 @@ OTHER_SECRET = b"an entirely different secret!!"
 
 
 def _config(peer_id: str, **kw) -> NodeConfig:
-    return NodeConfig(swarm_id="swarm", peer_id=peer_id, layout_fingerprint="l", chunk_bytes=4096,
-                      pull_deadline_s=5.0, hello_deadline_s=5.0, **kw)
+    return NodeConfig(
+        swarm_id="swarm",
+        peer_id=peer_id,
+        layout_fingerprint="l",
+        chunk_bytes=4096,
+        pull_deadline_s=5.0,
+        hello_deadline_s=5.0,
+        **kw,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -42,6 +49,7 @@ async def _nodes(*configs):
 
 # ---- tokens ---------------------------------------------------------------------------------
 
+
 def test_token_round_trip_and_every_way_it_is_refused():
     now = [1000.0]
     auth = SwarmAuth(SECRET, "swarm", max_skew_s=60, clock=lambda: now[0])
@@ -49,10 +57,13 @@ def test_token_round_trip_and_every_way_it_is_refused():
     auth.verify_client(token, "a", "pull")
     with pytest.raises(AuthError, match="replay"):
         auth.verify_client(token, "a", "pull")
-    for bad, reason in [(b"", "no swarm auth token"), (token[:-1], "malformed"),
-                        (auth.client_token("a", "hello"), "does not match"),
-                        (SwarmAuth(OTHER_SECRET, "swarm").client_token("a", "pull"), "does not match"),
-                        (SwarmAuth(SECRET, "other").client_token("a", "pull"), "does not match")]:
+    for bad, reason in [
+        (b"", "no swarm auth token"),
+        (token[:-1], "malformed"),
+        (auth.client_token("a", "hello"), "does not match"),
+        (SwarmAuth(OTHER_SECRET, "swarm").client_token("a", "pull"), "does not match"),
+        (SwarmAuth(SECRET, "other").client_token("a", "pull"), "does not match"),
+    ]:
         with pytest.raises(AuthError, match=reason):
             auth.verify_client(bad, "a", "pull")
     with pytest.raises(AuthError, match="does not match"):  # a token is bound to the caller's id
@@ -95,6 +106,7 @@ def test_tls_dir_names_missing_files(tmp_path):
 
 # ---- members among themselves ---------------------------------------------------------------
 
+
 async def test_members_with_the_secret_pull_and_hello(tmp_path):
     async with _nodes(_config("a", swarm_secret=SECRET), _config("b", swarm_secret=SECRET)) as (a, b):
         b.publish(torch.arange(5000.0), 0)
@@ -117,8 +129,11 @@ async def test_members_over_mutual_tls_pull_and_mix(tmp_path):
 
 
 async def test_in_process_stranger_with_a_wrong_secret_is_refused_both_ways(caplog):
-    async with _nodes(_config("member", swarm_secret=SECRET), _config("stranger", swarm_secret=OTHER_SECRET),
-                      _config("plain")) as (member, stranger, plain):
+    async with _nodes(
+        _config("member", swarm_secret=SECRET),
+        _config("stranger", swarm_secret=OTHER_SECRET),
+        _config("plain"),
+    ) as (member, stranger, plain):
         member.publish(torch.ones(100), 0)
         stranger.publish(torch.ones(100), 0)
         plain.publish(torch.ones(100), 0)
@@ -127,12 +142,15 @@ async def test_in_process_stranger_with_a_wrong_secret_is_refused_both_ways(capl
         from_plain = await member.pull("plain", plain.address, 0)
         assert theirs.error.startswith("unauthenticated: swarm authentication failed")
         assert ours.error.startswith("unauthenticated")  # the stranger refuses our token first
-        assert from_plain.error == ("unauthenticated: the server sent no swarm membership proof "
-                                    "(it does not hold this swarm's secret)")
+        assert from_plain.error == (
+            "unauthenticated: the server sent no swarm membership proof "
+            "(it does not hold this swarm's secret)"
+        )
         assert any("unauthenticated" in r.getMessage() for r in caplog.records if r.name == "gossip.service")
 
 
 # ---- a real stranger process ----------------------------------------------------------------
+
 
 class Stranger:
     """``tests.gossip.stranger_peer`` in its own session; JSON events read with deadlines."""
@@ -141,10 +159,28 @@ class Stranger:
         env = {k: v for k, v in os.environ.items() if k != "DSSL_SWARM_SECRET"}
         if secret is not None:
             env["DSSL_SWARM_SECRET"] = secret.decode()
-        command = [sys.executable, "-m", "tests.gossip.stranger_peer", "--swarm-id", "swarm", "--peer-id",
-                   "stranger", "--member", member, *(["--tls-dir", str(tls_dir)] if tls_dir else [])]
-        self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+        command = [
+            sys.executable,
+            "-m",
+            "tests.gossip.stranger_peer",
+            "--swarm-id",
+            "swarm",
+            "--peer-id",
+            "stranger",
+            "--member",
+            member,
+            *(["--tls-dir", str(tls_dir)] if tls_dir else []),
+        ]
+        self.proc = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
         reaper.append(self.proc)
         self._events: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -180,10 +216,15 @@ async def _face_stranger(reaper, member_config: NodeConfig, **stranger) -> tuple
 
 async def test_stranger_process_without_the_secret_is_refused_at_the_handshake(reaper, caplog):
     pulled, greeted, ours = await _face_stranger(reaper, _config("member", swarm_secret=SECRET))
-    assert pulled["error"] == ("unauthenticated: swarm authentication failed: the request carries no swarm auth "
-                               "token (this swarm requires its secret)")
+    assert pulled["error"] == (
+        "unauthenticated: swarm authentication failed: the request carries no swarm auth "
+        "token (this swarm requires its secret)"
+    )
     assert greeted["error"].startswith("unauthenticated: swarm authentication failed")
-    assert ours == "unauthenticated: the server sent no swarm membership proof (it does not hold this swarm's secret)"
+    assert (
+        ours
+        == "unauthenticated: the server sent no swarm membership proof (it does not hold this swarm's secret)"
+    )
     refusals = [r.getMessage() for r in caplog.records if r.name == "gossip.service"]
     assert any(m.startswith("refusing pull from 'stranger'") and "unauthenticated" in m for m in refusals)
 
@@ -200,7 +241,9 @@ async def test_stranger_process_with_another_ca_fails_the_tls_handshake(reaper, 
 
 async def test_plaintext_stranger_process_cannot_talk_to_a_tls_member(reaper, tmp_path):
     tls_dir = write_swarm_tls(tmp_path / "swarm", "swarm", ["member"], hosts=["127.0.0.1"])
-    pulled, greeted, ours = await _face_stranger(reaper, _config("member", tls=TLSFiles.from_dir(tls_dir, "member")))
+    pulled, greeted, ours = await _face_stranger(
+        reaper, _config("member", tls=TLSFiles.from_dir(tls_dir, "member"))
+    )
     assert pulled["error"].startswith("unavailable") and greeted["error"].startswith("unavailable")
     assert ours.startswith("unavailable")
 

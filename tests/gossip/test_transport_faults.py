@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 
 import pytest
 import torch
 
-from gossip.faults import ControlError, ControlFile, FaultControl, drop_draw, write_control
+from gossip.faults import ControlError, ControlFile, FaultControl, drop_draw
 from gossip.node import GossipNode, NodeConfig
-from protocol import serde
+from launcher.fault_control import write_control
 
 CHUNK = 64 * 1024
 
 
 def _config(peer_id: str, control=None, **overrides) -> NodeConfig:
-    values = dict(swarm_id="swarm", peer_id=peer_id, layout_fingerprint="layout", chunk_bytes=CHUNK,
-                  pull_deadline_s=5.0, fault_control=None if control is None else str(control))
+    values = dict(
+        swarm_id="swarm",
+        peer_id=peer_id,
+        layout_fingerprint="layout",
+        chunk_bytes=CHUNK,
+        pull_deadline_s=5.0,
+        fault_control=None if control is None else str(control),
+    )
     values.update(overrides)
     return NodeConfig(**values)
 
@@ -35,16 +40,26 @@ async def _nodes(*configs: NodeConfig):
 
 def test_control_parses_and_rejects_unknown_keys():
     # prepare / execute
-    control = FaultControl.from_dict({"seed": 3, "drop": {"p": 0.5, "mode": "abort"},
-                                      "links": {"*": {"delay_s": 0.1}, "b": {"bytes_per_s": 1000}},
-                                      "partition": [["a", "b"], ["c"]]})
+    control = FaultControl.from_dict(
+        {
+            "seed": 3,
+            "drop": {"p": 0.5, "mode": "abort"},
+            "links": {"*": {"delay_s": 0.1}, "b": {"bytes_per_s": 1000}},
+            "partition": [["a", "b"], ["c"]],
+        }
+    )
     # assert
     assert control.drop_p == 0.5 and control.drop_mode == "abort"
     assert control.link("b").bytes_per_s == 1000 and control.link("z").delay_s == 0.1
     assert control.partitioned("a", "c") and control.partitioned("c", "b")
     assert not control.partitioned("a", "b") and not control.partitioned("a", "outsider")
-    for bad in ({"dorp": 1}, {"drop": {"p": 2}}, {"drop": {"mode": "eat"}}, {"links": {"a": {"bytes_per_s": 0}}},
-                {"partition": "a,b"}):
+    for bad in (
+        {"dorp": 1},
+        {"drop": {"p": 2}},
+        {"drop": {"mode": "eat"}},
+        {"links": {"a": {"bytes_per_s": 0}}},
+        {"partition": "a,b"},
+    ):
         with pytest.raises(ControlError):
             FaultControl.from_dict(bad)
 
@@ -54,9 +69,14 @@ def test_drop_decisions_are_replayable_and_close_to_p():
     control = FaultControl.from_dict({"seed": 11, "drop": {"p": 0.3}})
     # execute
     first = [control.decide("a", "b", r).action for r in range(2000)]
-    again = [FaultControl.from_dict({"seed": 11, "drop": {"p": 0.3}}).decide("a", "b", r).action for r in range(2000)]
-    other_seed = [FaultControl.from_dict({"seed": 12, "drop": {"p": 0.3}}).decide("a", "b", r).action
-                  for r in range(2000)]
+    again = [
+        FaultControl.from_dict({"seed": 11, "drop": {"p": 0.3}}).decide("a", "b", r).action
+        for r in range(2000)
+    ]
+    other_seed = [
+        FaultControl.from_dict({"seed": 12, "drop": {"p": 0.3}}).decide("a", "b", r).action
+        for r in range(2000)
+    ]
     # assert
     assert first == again
     assert first != other_seed
@@ -162,14 +182,17 @@ async def test_bandwidth_and_delay_slow_the_link_to_the_named_requester_only(tmp
         assert torch.equal(slow.snapshot.params, fast.snapshot.params)
 
 
-def test_write_control_validates_before_writing(tmp_path):
-    # prepare
-    path = tmp_path / "faults.json"
+async def test_the_fault_interceptor_is_installed_only_when_a_control_file_is_configured(
+    monkeypatch, tmp_path
+):
+    # prepare: record every interceptor the node builds
+    import gossip.node
+
+    built = []
+    real = gossip.node.FaultInterceptor
+    monkeypatch.setattr(gossip.node, "FaultInterceptor", lambda *a: built.append(a) or real(*a))
     # execute
-    with pytest.raises(ControlError):
-        write_control(path, {"drop": {"p": -1}})
+    async with _nodes(_config("plain"), _config("faulty", control=tmp_path / "faults.json")):
+        pass
     # assert
-    assert not path.exists()
-    write_control(path, {"seed": 1})
-    assert json.loads(path.read_text()) == {"seed": 1}
-    assert serde.MIN_CHUNK_BYTES <= CHUNK
+    assert built == [(str(tmp_path / "faults.json"), "faulty")]

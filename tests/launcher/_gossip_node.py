@@ -22,14 +22,9 @@ from pathlib import Path
 
 import torch
 
-from gossip.faults import CONTROL_FILE
 from gossip.node import GossipNode, NodeConfig
-
-
-def _write(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload))
-    os.replace(tmp, path)
+from peer.atomic_file import write_json
+from peer.rundir import FAULT_CONTROL_FILE
 
 
 def _neighbours(me: str, ids: list[str], graph: str) -> list[str]:
@@ -39,14 +34,54 @@ def _neighbours(me: str, ids: list[str], graph: str) -> list[str]:
     return sorted({ids[(i - 1) % len(ids)], ids[(i + 1) % len(ids)]} - {me})
 
 
+def _weights(me: str, ids: list[str], graph: str) -> dict[str, float]:
+    """Metropolis-Hastings weights of ``me``'s neighbours."""
+    degrees = {p: len(_neighbours(p, ids, graph)) for p in ids}
+    return {j: 1.0 / (1 + max(degrees[me], degrees[j])) for j in _neighbours(me, ids, graph)}
+
+
+def _round_record(args: argparse.Namespace, round_: int, result, weights: dict[str, float]) -> dict:
+    """One ``round`` line of the node's log: what it mixed, from whom, and whether the weights sum to 1."""
+    total = result.self_weight + sum(n.weight for n in result.neighbours)
+    return {
+        "event": "round",
+        "round": round_,
+        "t": time.time(),
+        "seconds": result.pull_seconds + result.mix_seconds,
+        "value": args.value,
+        "self_weight": result.self_weight,
+        "min": float(result.params.min()),
+        "max": float(result.params.max()),
+        "planned": weights,
+        "neighbours": {
+            n.peer_id: {"answered": n.answered, "weight": n.weight, "error": n.error, "bytes_in": n.bytes_in}
+            for n in result.neighbours
+        },
+        "numel": args.numel,
+        "mixing_ok": abs(total - 1) < 1e-6,
+    }
+
+
+async def _start(args: argparse.Namespace, root: Path) -> GossipNode:
+    control = root / args.peer_id / FAULT_CONTROL_FILE
+    control.parent.mkdir(parents=True, exist_ok=True)
+    node = await GossipNode.create(
+        NodeConfig(
+            swarm_id="survival",
+            peer_id=args.peer_id,
+            layout_fingerprint="fp",
+            chunk_bytes=256 * 1024,
+            pull_deadline_s=args.deadline,
+            fault_control=str(control),
+        )
+    )
+    write_json(root / f"{args.peer_id}.addr", {"address": node.address, "pid": os.getpid()})
+    return node
+
+
 async def run(args: argparse.Namespace) -> None:
     root = Path(args.dir)
-    control = root / args.peer_id / CONTROL_FILE
-    control.parent.mkdir(parents=True, exist_ok=True)
-    node = await GossipNode.create(NodeConfig(swarm_id="survival", peer_id=args.peer_id, layout_fingerprint="fp",
-                                              chunk_bytes=256 * 1024, pull_deadline_s=args.deadline,
-                                              fault_control=str(control)))
-    _write(root / f"{args.peer_id}.addr", {"address": node.address, "pid": os.getpid()})
+    node = await _start(args, root)
     peers_file = root / "peers.json"
     while not peers_file.is_file():
         await asyncio.sleep(0.05)
@@ -55,24 +90,12 @@ async def run(args: argparse.Namespace) -> None:
     round_ = args.start_round
     while not (root / "stop").exists():
         peers = json.loads(peers_file.read_text())
-        ids = sorted(peers)
-        nbrs = _neighbours(args.peer_id, ids, args.graph)
-        degrees = {p: len(_neighbours(p, ids, args.graph)) for p in ids}
-        weights = {j: 1.0 / (1 + max(degrees[args.peer_id], degrees[j])) for j in nbrs}
-        self_weight = 1.0 - sum(weights.values())
+        weights = _weights(args.peer_id, sorted(peers), args.graph)
         node.publish(params, round_)
         log.write(json.dumps({"event": "start", "round": round_, "t": time.time()}) + "\n")
         log.flush()
-        result = await node.mix(round_, {j: peers[j] for j in nbrs}, self_weight, weights)
-        log.write(json.dumps({
-            "event": "round", "round": round_, "t": time.time(), "seconds": result.pull_seconds + result.mix_seconds,
-            "value": args.value, "self_weight": result.self_weight, "min": float(result.params.min()),
-            "max": float(result.params.max()), "planned": weights,
-            "neighbours": {n.peer_id: {"answered": n.answered, "weight": n.weight, "error": n.error,
-                                       "bytes_in": n.bytes_in} for n in result.neighbours},
-            "numel": args.numel, "mixing_ok": abs(result.self_weight + sum(n.weight for n in result.neighbours) - 1)
-            < 1e-6,
-        }) + "\n")
+        result = await node.mix(round_, {j: peers[j] for j in weights}, 1.0 - sum(weights.values()), weights)
+        log.write(json.dumps(_round_record(args, round_, result, weights)) + "\n")
         log.flush()
         if args.average:
             params = result.params.clone()

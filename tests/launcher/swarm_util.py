@@ -1,27 +1,39 @@
-"""Shared pieces of the swarm tests: a tiny real-data peer config, the peer command, polling."""
+"""Shared pieces of the launcher tests: a tiny real-data peer config, polling, reading rounds, a
+reaped swarm of real peers, and a swarm of gossip-only nodes with known parameters."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-import peer.cli
-from launcher.local import PEER_COMMAND, LocalSwarm
-from launcher.rundir import create_run_dir, write_manifest, write_peer_configs
+from launcher.fault_control import write_control
+from launcher.processes import PEER_COMMAND, SwarmProcesses
+from launcher.run_setup import create_run_dir, write_manifest, write_peer_configs
 from launcher.spec import plan_from_dict
+from peer.atomic_file import write_json
+from peer.rundir import FAULT_CONTROL_FILE, METRICS_FILE
 
-# `dssl peer` through the real console entry once peer.cli exposes it; the same peer module otherwise.
-COMMAND = PEER_COMMAND if hasattr(peer.cli, "peer_main") else (sys.executable, "-m", "peer.peer")
+REPO = Path(__file__).resolve().parents[2]
+NODE = (sys.executable, "-m", "tests.launcher._gossip_node")
+
 
 # Real Fashion-MNIST, a few hundred images, timm's 0.37 M-parameter test_resnet, tiny heads.
 TINY = {
     "name": "tiny",
     "data": {"dataset": "fashion-mnist", "partition": "dirichlet:0.5", "train_limit": 192, "test_limit": 100},
-    "objective": {"name": "simsiam", "backbone": "test_resnet", "proj_hidden_dim": 32, "proj_dim": 32,
-                  "pred_dim": 8},
+    "objective": {
+        "name": "simsiam",
+        "backbone": "test_resnet",
+        "proj_hidden_dim": 32,
+        "proj_dim": 32,
+        "pred_dim": 8,
+    },
     "train": {"batch_size": 16, "period": 2, "log_every": 2},
     "eval": {"bank_limit": 200, "linear_epochs": 1, "own_distribution": False, "at_start": False},
     "gossip": {"mode": "sync", "topology": "ring", "deadline_s": 3.0},
@@ -34,8 +46,14 @@ def tiny_plan(size: int, swarm_id: str, steps: int | None, **swarm):
         base["train"]["steps"] = steps
     else:
         base["train"]["time_budget_s"] = 600.0  # stopped by the test
-    return plan_from_dict({"swarm": {"id": swarm_id, "ready_timeout_s": 120, "stop_deadline_s": 30, **swarm},
-                           "base": base, "defaults": {"threads": 1}}, size=size)
+    return plan_from_dict(
+        {
+            "swarm": {"id": swarm_id, "ready_timeout_s": 120, "stop_deadline_s": 30, **swarm},
+            "base": base,
+            "defaults": {"threads": 1},
+        },
+        size=size,
+    )
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, poll_s: float = 0.3):
@@ -51,7 +69,7 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, poll_s:
 
 def rounds(peer_dir: Path) -> list[dict]:
     """The peer's round records so far (metrics.jsonl, kind 'round')."""
-    path = peer_dir / "metrics.jsonl"
+    path = peer_dir / METRICS_FILE
     if not path.is_file():
         return []
     out = []
@@ -65,12 +83,21 @@ def rounds(peer_dir: Path) -> list[dict]:
     return out
 
 
-def reaped_swarm(plan, tmp_path: Path, reaper: list, peer_command=COMMAND, **kwargs) -> LocalSwarm:
-    """A LocalSwarm of ``plan`` in a fresh run dir under ``tmp_path`` whose every peer process goes
-    to the test's reaper the moment it exists (so nothing outlives a failing test)."""
+def reaped_swarm(
+    plan,
+    tmp_path: Path,
+    reaper: list,
+    peer_command=PEER_COMMAND,
+    manifest_extra: dict | None = None,
+    **kwargs,
+) -> SwarmProcesses:
+    """The SwarmProcesses of ``plan`` in a fresh run dir under ``tmp_path`` whose every peer process
+    goes to the test's reaper the moment it exists (so nothing outlives a failing test)."""
     run = create_run_dir(tmp_path / "runs", "t")
-    swarm = LocalSwarm(plan, run, config_paths=write_peer_configs(run, plan), peer_command=peer_command, **kwargs)
-    write_manifest(run, plan, ["pytest"])
+    swarm = SwarmProcesses(
+        plan, run, config_paths=write_peer_configs(run, plan), peer_command=peer_command, **kwargs
+    )
+    write_manifest(run, plan, ["pytest"], manifest_extra)
     original = swarm.start_peer
 
     def start_peer(*args, **kw):
@@ -80,3 +107,86 @@ def reaped_swarm(plan, tmp_path: Path, reaper: list, peer_command=COMMAND, **kwa
 
     swarm.start_peer = start_peer
     return swarm
+
+
+class NodeSwarm:
+    """Gossip-only node processes (tests/launcher/_gossip_node.py) sharing one directory."""
+
+    def __init__(self, root: Path, reaper: list):
+        self.root = root
+        self.reaper = reaper
+        self.procs: dict[str, subprocess.Popen] = {}
+        root.mkdir(parents=True, exist_ok=True)
+
+    def start(self, peer_ids: list[str], values: dict[str, float], *args: str) -> dict[str, str]:
+        """Start one node per id holding ``values[id]``; once all are bound, tell them each other's
+        addresses (``peers.json``); returns them."""
+        for peer_id in peer_ids:
+            argv = [
+                *NODE,
+                "--peer-id",
+                peer_id,
+                "--dir",
+                str(self.root),
+                "--value",
+                str(values[peer_id]),
+                *args,
+            ]
+            with (self.root / f"{peer_id}.log").open("ab") as log:
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=REPO,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    env={**os.environ, "OMP_NUM_THREADS": "1"},
+                )
+            self.reaper.append(proc)
+            self.procs[peer_id] = proc
+        addresses = wait_for(lambda: self._addresses(peer_ids), 90, "the nodes to bind")
+        write_json(self.root / "peers.json", addresses)
+        return addresses
+
+    def _addresses(self, peer_ids: list[str]) -> dict[str, str] | None:
+        for peer_id, proc in self.procs.items():
+            assert proc.poll() is None, (self.root / f"{peer_id}.log").read_text()[-2000:]
+        found = {}
+        for peer_id in peer_ids:
+            try:
+                found[peer_id] = json.loads((self.root / f"{peer_id}.addr").read_text())["address"]
+            except (OSError, json.JSONDecodeError):
+                return None
+        return found
+
+    def records(self, peer_id: str, event: str = "round") -> list[dict]:
+        path = self.root / f"{peer_id}.jsonl"
+        if not path.is_file():
+            return []
+        out = []
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record["event"] == event:
+                out.append(record)
+        return out
+
+    def last_round(self, peer_id: str) -> int:
+        done = self.records(peer_id)
+        return done[-1]["round"] if done else -1
+
+    def write_control(self, peer_id: str, values: dict) -> None:
+        """Set ``peer_id``'s transport faults (its control file; the node need not run yet)."""
+        write_control(self.root / peer_id / FAULT_CONTROL_FILE, values)
+
+    def signal(self, peer_id: str, sig: int) -> None:
+        os.killpg(self.procs[peer_id].pid, sig)
+
+    def stop(self) -> None:
+        (self.root / "stop").touch()
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)

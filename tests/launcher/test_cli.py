@@ -11,7 +11,9 @@ def test_status_run_dir_becomes_bootstrap_and_swarm_id(tmp_path):
     # prepare
     peer_dir = tmp_path / "peers" / "p0"
     peer_dir.mkdir(parents=True)
-    (peer_dir / "ready.json").write_text(json.dumps({"swarm_id": "s", "maddrs": ["/ip4/127.0.0.1/tcp/1/p2p/Q"]}))
+    (peer_dir / "ready.json").write_text(
+        json.dumps({"swarm_id": "s", "maddrs": ["/ip4/127.0.0.1/tcp/1/p2p/Q"]})
+    )
     # execute
     args = _status_args(["--run-dir", str(tmp_path), "--json"])
     # assert

@@ -1,4 +1,5 @@
-"""deploy/: what can be checked without a container engine or a cluster (YAML shape, shell syntax)."""
+"""deploy/: what can be checked without a container engine or a cluster (YAML shape, shell syntax).
+The engines themselves run in tests/engines (make test-engines)."""
 
 from __future__ import annotations
 
@@ -25,18 +26,23 @@ def test_k8s_manifest_is_a_headless_service_and_a_statefulset_of_peers():
     assert "--bootstrap-file" in container["args"][0] and "dssl peer" in container["args"][0]
 
 
-def test_compose_has_a_bootstrap_and_joiners_that_join_through_it():
+def test_compose_has_one_bootstrap_and_joiners_with_their_own_data_share():
     # prepare / execute
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
-    # assert
-    assert {"bootstrap", "joiner"} <= set(compose["services"])
-    assert "--bootstrap-file /shared/p0/ready.json" in compose["services"]["joiner"]["command"][0]
-    assert "--run-dir /shared/p0" in compose["services"]["bootstrap"]["command"][0]
+    services = compose["services"]
+    # assert: p0..p3 share one command; INDEX picks the peer id, the data share and the joining
+    assert sorted(services) == ["p0", "p1", "p2", "p3"]
+    assert [services[s]["environment"]["INDEX"] for s in sorted(services)] == ["0", "1", "2", "3"]
+    command = services["p0"]["command"][0]
+    assert all(services[s]["command"][0] == command for s in services)
+    assert "--bootstrap-file /shared/$$SWARM_ID/p0/ready.json" in command
+    assert "data.peer_index=$$INDEX" in command and services["p0"]["network_mode"] == "host"
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
-def test_slurm_script_parses():
+@pytest.mark.parametrize("script", ["slurm.sbatch", "slurm/cluster.sh", "docker/engine.sh"])
+def test_deploy_scripts_parse(script):
     # execute
-    result = subprocess.run(["bash", "-n", str(DEPLOY / "slurm.sbatch")], capture_output=True, text=True)
+    result = subprocess.run(["bash", "-n", str(DEPLOY / script)], capture_output=True, text=True)
     # assert
     assert result.returncode == 0, result.stderr

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from launcher.hosts import CredentialsOverStdin, Host, SshTransport
-from launcher.swarm import security_args
+from launcher.fault_schedule import load_schedule
+from launcher.hosts import CredentialsOverStdin, Host, SshTransport, inventory_from_dict
+from launcher.spec import SpecError
+from launcher.swarm import run_swarm, security_args
 from tests.launcher.swarm_util import reaped_swarm, rounds, tiny_plan
 
 SECRET = "correct horse battery staple 42\n"
@@ -16,11 +18,28 @@ SECRET = "correct horse battery staple 42\n"
 def test_credential_flags_become_credentials_stdin(tmp_path):
     # prepare
     transport = CredentialsOverStdin()
-    argv = ["python", "-m", "launcher.cli", "peer", "--config", "c.yaml", "--tls-dir", "/run/tls",
-            "--swarm-secret-file", "/run/secret"]
+    argv = [
+        "python",
+        "-m",
+        "launcher.cli",
+        "peer",
+        "--config",
+        "c.yaml",
+        "--tls-dir",
+        "/run/tls",
+        "--swarm-secret-file",
+        "/run/secret",
+    ]
     # execute / assert
-    assert transport.wrap(argv) == ["python", "-m", "launcher.cli", "peer", "--config", "c.yaml",
-                                    "--credentials-stdin"]
+    assert transport.wrap(argv) == [
+        "python",
+        "-m",
+        "launcher.cli",
+        "peer",
+        "--config",
+        "c.yaml",
+        "--credentials-stdin",
+    ]
     assert transport.wrap(["peer", "--insecure"]) == ["peer", "--insecure"]
     assert transport.stdin_preamble("p0", ["peer", "--insecure"]) is None
     assert transport.keep_stdin_open
@@ -32,8 +51,20 @@ def test_ssh_command_line_names_no_credential_file(tmp_path):
     config.write_text("name: x\n")
     ssh = SshTransport(Host(address="10.0.0.2", ssh="alice@box", workdir="/opt/dssl"))
     # execute
-    argv = ssh.wrap(["/usr/bin/python", "-m", "launcher.cli", "peer", "--config", str(config),
-                     "--tls-dir", str(tmp_path / "tls"), "--swarm-secret-file", str(tmp_path / "secret")])
+    argv = ssh.wrap(
+        [
+            "/usr/bin/python",
+            "-m",
+            "launcher.cli",
+            "peer",
+            "--config",
+            str(config),
+            "--tls-dir",
+            str(tmp_path / "tls"),
+            "--swarm-secret-file",
+            str(tmp_path / "secret"),
+        ]
+    )
     # assert
     remote = argv[-1]
     assert argv[:2] == ["ssh", "-o"] and "alice@box" in argv
@@ -48,7 +79,9 @@ def test_peers_started_with_credentials_on_stdin_gossip_over_mutual_tls(tmp_path
     plan = tiny_plan(2, "t-stdin-creds", steps=6)
     secret = tmp_path / "secret"
     secret.write_text(SECRET)
-    swarm = reaped_swarm(plan, tmp_path, reaper, transports={p.peer_id: CredentialsOverStdin() for p in plan.peers})
+    swarm = reaped_swarm(
+        plan, tmp_path, reaper, transports={p.peer_id: CredentialsOverStdin() for p in plan.peers}
+    )
     run = swarm.run
     swarm.peer_args = security_args(plan, run, insecure=False, secret_file=secret)
     try:
@@ -69,17 +102,19 @@ def test_peers_started_with_credentials_on_stdin_gossip_over_mutual_tls(tmp_path
 
 def test_a_fault_schedule_is_refused_for_ssh_hosts_before_anything_starts(tmp_path):
     # prepare
-    from launcher.faults import load_schedule
-    from launcher.hosts import inventory_from_dict, run_hosts
-    from launcher.spec import SpecError
-
     plan = tiny_plan(2, "t-ssh-faults", steps=2)
-    inventory = inventory_from_dict({"hosts": [{"address": "127.0.0.1", "transport": "local"},
-                                               {"address": "10.0.0.2", "ssh": "alice@box"}]})
+    inventory = inventory_from_dict(
+        {
+            "hosts": [
+                {"address": "127.0.0.1", "transport": "local"},
+                {"address": "10.0.0.2", "ssh": "alice@box"},
+            ]
+        }
+    )
     schedule_path = tmp_path / "faults.yaml"
     schedule_path.write_text("events:\n  - {at: 1, action: kill, peer: p1}\n")
     schedule = load_schedule(schedule_path, ["p0", "p1"])
     # execute / assert
     with pytest.raises(SpecError, match="ssh:alice@box cannot take one"):
-        run_hosts(plan, inventory, ["pytest"], run_root=str(tmp_path / "runs"), faults=schedule)
+        run_swarm(plan, ["pytest"], inventory=inventory, run_root=str(tmp_path / "runs"), faults=schedule)
     assert not (tmp_path / "runs").exists()

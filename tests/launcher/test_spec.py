@@ -27,8 +27,10 @@ def test_per_peer_knobs_override_defaults_and_base(monkeypatch):
         "swarm": {"size": 3},
         "base": {"train": {"batch_size": 64, "period": 5}, "gossip": {"topology": "full"}},
         "defaults": {"threads": 1, "slowdown": 1.5},
-        "peers": {1: {"slowdown": 3.0, "batch_size": 16, "id": "slowpoke"},
-                  2: {"share": 500, "set": {"train.period": 7}}},
+        "peers": {
+            1: {"slowdown": 3.0, "batch_size": 16, "id": "slowpoke"},
+            2: {"share": 500, "set": {"train.period": 7}},
+        },
     }
     # execute
     plan = plan_from_dict(spec)
@@ -51,22 +53,25 @@ def test_auto_device_round_robins_over_gpus(monkeypatch):
     assert [p.config.train.device for p in plan.peers] == ["cuda:0", "cuda:1", "cpu", "cuda:1"]
 
 
-@pytest.mark.parametrize("spec, needle", [
-    ({"swarm": {"sizee": 3}}, "swarm: unknown key(s) sizee"),
-    ({"swarm": {"size": 0}}, "swarm.size"),
-    ({"swarm": {"size": "3"}}, "swarm.size"),
-    ({"swarmm": {}}, "unknown key(s) swarmm"),
-    ({"peers": {5: {"slowdown": 2.0}}}, "peers: key 5"),
-    ({"peers": {0: {"slowdwn": 2.0}}}, "unknown key(s) slowdwn"),
-    ({"peers": {0: {"batch_size": "big"}}}, "batch_size: expected images per step"),
-    ({"peers": {0: {"slowdown": 0.5}}}, "train.slowdown"),
-    ({"peers": {0: {"id": "p1"}}}, "used twice"),
-    ({"base": {"train": {"bach_size": 3}}}, "train.bach_size: unknown key"),
-    ({"base": {"gossip": {"mode": "sometimes"}}}, "gossip.mode"),
-    ({"base": {"data": {"partition": "nonsense:9"}}}, "data.partition"),
-    ({"defaults": {"set": {"train.nope": 1}}}, "train.nope"),
-    ({"config": "no/such/file.yaml"}, "does not exist"),
-])
+@pytest.mark.parametrize(
+    "spec, needle",
+    [
+        ({"swarm": {"sizee": 3}}, "swarm: unknown key(s) sizee"),
+        ({"swarm": {"size": 0}}, "swarm.size"),
+        ({"swarm": {"size": "3"}}, "swarm.size"),
+        ({"swarmm": {}}, "unknown key(s) swarmm"),
+        ({"peers": {5: {"slowdown": 2.0}}}, "peers: key 5"),
+        ({"peers": {0: {"slowdwn": 2.0}}}, "unknown key(s) slowdwn"),
+        ({"peers": {0: {"batch_size": "big"}}}, "batch_size: expected images per step"),
+        ({"peers": {0: {"slowdown": 0.5}}}, "train.slowdown"),
+        ({"peers": {0: {"id": "p1"}}}, "used twice"),
+        ({"base": {"train": {"bach_size": 3}}}, "train.bach_size: unknown key"),
+        ({"base": {"gossip": {"mode": "sometimes"}}}, "gossip.mode"),
+        ({"base": {"data": {"partition": "nonsense:9"}}}, "data.partition"),
+        ({"defaults": {"set": {"train.nope": 1}}}, "train.nope"),
+        ({"config": "no/such/file.yaml"}, "does not exist"),
+    ],
+)
 def test_bad_specs_fail_with_a_message_naming_the_key(spec, needle):
     # prepare / execute
     with pytest.raises(SpecError) as info:

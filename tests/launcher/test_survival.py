@@ -1,96 +1,29 @@
-"""Survival under faults (issue 6 §2): kill -9 mid-transfer, SIGSTOP past the deadline, partition and
-heal, memory under failed rounds — with real gossip processes whose parameters are KNOWN constants,
-so "no survivor ever holds a partially mixed buffer" is checked exactly; and one real trainer swarm
-driven by the launcher's fault runner (kill, restart from checkpoint, stop/resume)."""
+"""Survival under faults: kill -9 mid-transfer, SIGSTOP past the deadline, partition and heal, memory
+under failed rounds — with real gossip processes whose parameters are KNOWN constants, so "no survivor
+ever holds a partially mixed buffer" is checked exactly; and one real trainer swarm driven by the
+launcher's fault runner (kill, restart from checkpoint, stop/resume)."""
 
 from __future__ import annotations
 
 import gc
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import psutil
 import pytest
 import torch
 
-from gossip.faults import write_control
 from gossip.node import GossipNode, NodeConfig
-from launcher.faults import FaultRunner, schedule_from_dict
+from launcher.fault_control import write_control
+from launcher.fault_runner import FaultRunner
+from launcher.fault_schedule import schedule_from_dict
 from launcher.spec import plan_from_dict
-from tests.launcher.swarm_util import TINY, reaped_swarm, rounds, wait_for
+from peer.rundir import FAULT_CONTROL_FILE
+from tests.launcher.swarm_util import TINY, NodeSwarm, reaped_swarm, rounds, wait_for
 
-REPO = Path(__file__).resolve().parents[2]
-NODE = (sys.executable, "-m", "tests.launcher._gossip_node")
 GRACE_S = 2.0  # a round may overrun its pull deadline by scheduling noise on 2 shared cores, no more
-
-
-class NodeSwarm:
-    """Gossip-only node processes (tests/launcher/_gossip_node.py) sharing one directory."""
-
-    def __init__(self, root: Path, reaper: list):
-        self.root = root
-        self.reaper = reaper
-        self.procs: dict[str, subprocess.Popen] = {}
-        root.mkdir(parents=True, exist_ok=True)
-
-    def start(self, peer_ids: list[str], values: dict[str, float], *args: str) -> dict[str, str]:
-        for peer_id in peer_ids:
-            with (self.root / f"{peer_id}.log").open("ab") as log:
-                proc = subprocess.Popen([*NODE, "--peer-id", peer_id, "--dir", str(self.root), "--value",
-                                         str(values[peer_id]), *args], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-            self.reaper.append(proc)
-            self.procs[peer_id] = proc
-        addresses = wait_for(lambda: self._addresses(peer_ids), 90, "the nodes to bind")
-        (self.root / "peers.json.tmp").write_text(json.dumps(addresses))
-        os.replace(self.root / "peers.json.tmp", self.root / "peers.json")
-        return addresses
-
-    def _addresses(self, peer_ids: list[str]) -> dict[str, str] | None:
-        for peer_id, proc in self.procs.items():
-            assert proc.poll() is None, (self.root / f"{peer_id}.log").read_text()[-2000:]
-        found = {}
-        for peer_id in peer_ids:
-            try:
-                found[peer_id] = json.loads((self.root / f"{peer_id}.addr").read_text())["address"]
-            except (OSError, json.JSONDecodeError):
-                return None
-        return found
-
-    def records(self, peer_id: str, event: str = "round") -> list[dict]:
-        path = self.root / f"{peer_id}.jsonl"
-        if not path.is_file():
-            return []
-        out = []
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if record["event"] == event:
-                out.append(record)
-        return out
-
-    def last_round(self, peer_id: str) -> int:
-        done = self.records(peer_id)
-        return done[-1]["round"] if done else -1
-
-    def signal(self, peer_id: str, sig: int) -> None:
-        os.killpg(self.procs[peer_id].pid, sig)
-
-    def stop(self) -> None:
-        (self.root / "stop").touch()
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def assert_valid_full_mix(record: dict, values: dict[str, float]) -> None:
@@ -104,29 +37,21 @@ def assert_valid_full_mix(record: dict, values: dict[str, float]) -> None:
     assert record["self_weight"] == pytest.approx(self_weight, abs=1e-9) and record["mixing_ok"], record
 
 
-@pytest.mark.swarm
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_kill_mid_transfer_leaves_every_survivor_with_a_full_mix(seed, tmp_path, reaper):
-    # prepare: 4 nodes with known constants; the victim serves at 2 MB/s, so a 4 MB pull takes ~2 s
-    rng = random.Random(seed)
-    ids = ["p0", "p1", "p2", "p3"]
-    values = {p: float(i + 1) for i, p in enumerate(ids)}
-    victim, kill_round, delay = rng.choice(ids), rng.randint(1, 2), rng.uniform(0.3, 1.0)
-    numel, deadline = 1_000_000, 6.0
-    nodes = NodeSwarm(tmp_path / "nodes", reaper)
-    (nodes.root / victim).mkdir(parents=True)
-    write_control(nodes.root / victim / "faults.json", {"seed": seed, "links": {"*": {"bytes_per_s": 2.0e6}}})
-    nodes.start(ids, values, "--numel", str(numel), "--deadline", str(deadline))
-    # execute: SIGKILL the victim's group a seeded moment after it started round `kill_round`
-    wait_for(lambda: any(r["round"] == kill_round for r in nodes.records(victim, "start")), 120,
-             f"{victim} to start round {kill_round}", poll_s=0.02)
+def _kill_mid_round(nodes: NodeSwarm, victim: str, kill_round: int, delay: float) -> None:
+    """SIGKILL the victim's group ``delay`` seconds after it started round ``kill_round``."""
+    wait_for(
+        lambda: any(r["round"] == kill_round for r in nodes.records(victim, "start")),
+        120,
+        f"{victim} to start round {kill_round}",
+        poll_s=0.02,
+    )
     time.sleep(delay)  # the seeded moment of the kill, not a wait for a condition
     nodes.signal(victim, signal.SIGKILL)
-    survivors = [p for p in ids if p != victim]
-    wait_for(lambda: all(nodes.last_round(p) >= kill_round + 2 for p in survivors), 120,
-             "every survivor to complete two more rounds")
-    nodes.stop()
-    # assert: every round of every survivor completed within its deadline with a full mix
+
+
+def _pulls_cut_mid_stream(nodes, survivors, victim, values, deadline, numel) -> list:
+    """Check every survivor's rounds (within the deadline, full mixes, the victim finally
+    unavailable); returns the pulls from the victim that failed mid-stream."""
     in_flight = []
     for peer_id in survivors:
         for record in nodes.records(peer_id):
@@ -137,7 +62,47 @@ def test_kill_mid_transfer_leaves_every_survivor_with_a_full_mix(seed, tmp_path,
                 in_flight.append((peer_id, record["round"], report["error"]))
         last = nodes.records(peer_id)[-1]["neighbours"][victim]
         assert not last["answered"] and last["error"].startswith("unavailable"), last
+    return in_flight
+
+
+@pytest.mark.swarm
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_kill_mid_transfer_leaves_every_survivor_with_a_full_mix(seed, tmp_path, reaper):
+    # prepare: 4 nodes with known constants; the victim serves at 2 MB/s, so a 4 MB pull takes ~2 s
+    rng = random.Random(seed)
+    ids = ["p0", "p1", "p2", "p3"]
+    values = {p: float(i + 1) for i, p in enumerate(ids)}
+    victim, kill_round, delay = rng.choice(ids), rng.randint(1, 2), rng.uniform(0.3, 1.0)
+    numel, deadline = 1_000_000, 6.0
+    nodes = NodeSwarm(tmp_path / "nodes", reaper)
+    nodes.write_control(victim, {"seed": seed, "links": {"*": {"bytes_per_s": 2.0e6}}})
+    nodes.start(ids, values, "--numel", str(numel), "--deadline", str(deadline))
+    # execute: SIGKILL the victim's group a seeded moment after it started round `kill_round`
+    _kill_mid_round(nodes, victim, kill_round, delay)
+    survivors = [p for p in ids if p != victim]
+    wait_for(
+        lambda: all(nodes.last_round(p) >= kill_round + 2 for p in survivors),
+        120,
+        "every survivor to complete two more rounds",
+    )
+    nodes.stop()
+    # assert: every round of every survivor completed within its deadline with a full mix
+    in_flight = _pulls_cut_mid_stream(nodes, survivors, victim, values, deadline, numel)
     assert in_flight, "no survivor's pull from the victim failed mid-stream"
+
+
+def _stop_p1_while_the_others_go_on(nodes: NodeSwarm, deadline: float) -> None:
+    """SIGSTOP p1 for longer than the deadline, until p0 and p2 completed rounds without it."""
+    nodes.signal("p1", signal.SIGSTOP)
+    stopped_at = time.monotonic()
+    marks = {p: len(nodes.records(p)) for p in ("p0", "p2")}
+
+    def others_went_on() -> bool:
+        later = [r for p in ("p0", "p2") for r in nodes.records(p)[marks[p] + 1 :]]
+        skipped = [r for r in later if not r["neighbours"]["p1"]["answered"]]
+        return len(skipped) >= 4 and time.monotonic() - stopped_at > 2 * deadline
+
+    wait_for(others_went_on, 60, "p0 and p2 to complete rounds without p1")
 
 
 @pytest.mark.swarm
@@ -150,20 +115,19 @@ def test_stopped_node_is_skipped_meanwhile_then_catches_up(tmp_path, reaper):
     nodes.start(ids, values, "--deadline", str(deadline))
     wait_for(lambda: all(nodes.last_round(p) >= 2 for p in ids), 90, "three rounds everywhere")
     # execute: SIGSTOP p1 for longer than the deadline, while the others complete rounds
-    nodes.signal("p1", signal.SIGSTOP)
-    stopped_at, p1_round = time.monotonic(), nodes.last_round("p1")
-    marks = {p: len(nodes.records(p)) for p in ("p0", "p2")}
-
-    def others_went_on() -> bool:
-        later = [r for p in ("p0", "p2") for r in nodes.records(p)[marks[p] + 1:]]
-        skipped = [r for r in later if not r["neighbours"]["p1"]["answered"]]
-        return len(skipped) >= 4 and time.monotonic() - stopped_at > 2 * deadline
-    wait_for(others_went_on, 60, "p0 and p2 to complete rounds without p1")
+    p1_round = nodes.last_round("p1")
+    _stop_p1_while_the_others_go_on(nodes, deadline)
     nodes.signal("p1", signal.SIGCONT)
     resumed = {p: len(nodes.records(p)) for p in ("p0", "p2")}
     wait_for(lambda: nodes.last_round("p1") > p1_round + 2, 60, "p1's rounds to advance again")
-    wait_for(lambda: all(any(r["neighbours"]["p1"]["answered"] for r in nodes.records(p)[resumed[p]:])
-                         for p in ("p0", "p2")), 60, "p0 and p2 to mix with p1 again")
+    wait_for(
+        lambda: all(
+            any(r["neighbours"]["p1"]["answered"] for r in nodes.records(p)[resumed[p] :])
+            for p in ("p0", "p2")
+        ),
+        60,
+        "p0 and p2 to mix with p1 again",
+    )
     nodes.stop()
     # assert: every round was a full mix, and rounds without p1 still ended within the deadline
     for peer_id in ids:
@@ -187,13 +151,12 @@ def test_partition_keeps_both_halves_going_and_healing_restores_consensus(tmp_pa
     values = {"p0": 2.0, "p1": 6.0, "p2": 10.0, "p3": 14.0}  # within the 10x norm-ratio bound
     nodes = NodeSwarm(tmp_path / "nodes", reaper)
     for peer_id in ids:
-        (nodes.root / peer_id).mkdir(parents=True)
-        write_control(nodes.root / peer_id / "faults.json", {"partition": [["p0", "p1"], ["p2", "p3"]]})
+        nodes.write_control(peer_id, {"partition": [["p0", "p1"], ["p2", "p3"]]})
     nodes.start(ids, values, "--graph", "ring", "--average", "--deadline", "2")
     wait_for(lambda: all(nodes.last_round(p) >= 6 for p in ids), 90, "six partitioned rounds")
     # execute: heal
     for peer_id in ids:
-        write_control(nodes.root / peer_id / "faults.json", {})
+        nodes.write_control(peer_id, {})
     healed_at = max(nodes.last_round(p) for p in ids)
     wait_for(lambda: all(nodes.last_round(p) >= healed_at + 8 for p in ids), 90, "eight healed rounds")
     nodes.stop()
@@ -212,12 +175,14 @@ def test_partition_keeps_both_halves_going_and_healing_restores_consensus(tmp_pa
 
 async def test_many_failed_rounds_do_not_grow_memory(tmp_path):
     # prepare: b cuts every stream mid-transfer; "dead" is a port nobody listens on
-    control = tmp_path / "faults.json"
+    control = tmp_path / FAULT_CONTROL_FILE
     write_control(control, {"drop": {"p": 1.0, "mode": "abort"}})
     # async mode, one publish each: the loop exercises only the failing pulls and the mix (publishing
     # every round churns ~24 MB of snapshots per round through malloc, and RSS then swings by tens
     # of MB either way without any trend, which would hide a leak rather than show one)
-    config = dict(swarm_id="s", layout_fingerprint="fp", chunk_bytes=256 * 1024, pull_deadline_s=2.0, mode="async")
+    config = dict(
+        swarm_id="s", layout_fingerprint="fp", chunk_bytes=256 * 1024, pull_deadline_s=2.0, mode="async"
+    )
     a = await GossipNode.create(NodeConfig(peer_id="a", **config))
     b = await GossipNode.create(NodeConfig(peer_id="b", fault_control=str(control), **config))
     params = torch.ones(1_000_000)
@@ -228,7 +193,9 @@ async def test_many_failed_rounds_do_not_grow_memory(tmp_path):
     try:
         # execute
         for round_ in range(200):
-            result = await a.mix(0, {"b": b.address, "dead": "127.0.0.1:1"}, 1 / 3, {"b": 1 / 3, "dead": 1 / 3})
+            result = await a.mix(
+                0, {"b": b.address, "dead": "127.0.0.1:1"}, 1 / 3, {"b": 1 / 3, "dead": 1 / 3}
+            )
             assert result.answered == 0 and result.self_weight == 1.0
             assert torch.equal(result.params, params)
             del result
@@ -245,63 +212,104 @@ async def test_many_failed_rounds_do_not_grow_memory(tmp_path):
 def _trainer_plan(size: int) -> object:
     base = json.loads(json.dumps(TINY))
     base["train"].update({"time_budget_s": 600.0, "checkpoint_every": 2})
-    return plan_from_dict({"swarm": {"id": "t-survive", "ready_timeout_s": 120, "stop_deadline_s": 30},
-                           "base": base, "defaults": {"threads": 1}}, size=size)
+    base["gossip"]["fault_injection"] = True  # the schedule throttles p2's link
+    return plan_from_dict(
+        {
+            "swarm": {"id": "t-survive", "ready_timeout_s": 120, "stop_deadline_s": 30},
+            "base": base,
+            "defaults": {"threads": 1},
+        },
+        size=size,
+    )
 
 
-@pytest.mark.swarm
-@pytest.mark.slow
-def test_trainer_swarm_survives_kill_restart_and_stop_under_the_fault_runner(tmp_path, reaper):
-    # prepare: 4 real peers; the victim serves slowly so its kill lands mid-transfer
-    plan = _trainer_plan(4)
-    swarm = reaped_swarm(plan, tmp_path, reaper, peer_args=["--dht-ttl-s", "3", "--stop-deadline-s", "20"])
-    run = swarm.run
-    dirs = {p.peer_id: run.peer_dir(p.peer_id) for p in plan.peers}
-    deadline = plan.peers[0].config.gossip.deadline_s
-    schedule = schedule_from_dict({"seed": 3, "events": [
+# the victim serves slowly so its kill lands mid-transfer; killed at p0's round 4, restarted at 8
+TRAINER_SCHEDULE = {
+    "seed": 3,
+    "events": [
         {"at": 0, "action": "bandwidth", "peer": "p2", "to": "*", "bytes_per_s": 1.0e6},
         {"round": 4, "of": "p0", "action": "kill", "peer": "p2"},
         {"round": 8, "of": "p0", "action": "restart", "peer": "p2"},
-    ]}, [p.peer_id for p in plan.peers])
-    swarm.start()
-    runner = FaultRunner(swarm, schedule).start()
-    try:
-        # execute 1: kill -9 p2 at p0's round 4; the survivors keep mixing; p2 restarts at round 8
-        wait_for(lambda: runner.done() and swarm.processes["p2"].ready(), 180, "p2 killed and restarted")
-        killed = next(e for e in swarm.timeline.events("fault") if e["action"] == "kill")
-        restarted = next(e for e in swarm.timeline.events("fault") if e["action"] == "restart")
-        wait_for(lambda: any(r.get("answered") for r in rounds(dirs["p2"]) if r["time"] > restarted["t"]), 120,
-                 "p2 to mix again after its restart")
-        # execute 2: SIGSTOP p3 for longer than the deadline, then SIGCONT
-        swarm.send_signal("p3", signal.SIGSTOP)
-        marks = {p: len(rounds(dirs[p])) for p in ("p0", "p1", "p2")}
-        stopped_at, stopped_wall, p3_rounds = time.monotonic(), time.time(), len(rounds(dirs["p3"]))
-        wait_for(lambda: time.monotonic() - stopped_at > 2 * deadline
-                 and all(len(rounds(dirs[p])) >= marks[p] + 2 for p in marks), 120, "the others to go on without p3")
-        swarm.send_signal("p3", signal.SIGCONT)
-        resumed_wall = time.time()
-        wait_for(lambda: any(r.get("answered") for r in rounds(dirs["p3"])[p3_rounds:]), 120, "p3 to catch up")
-    finally:
-        runner.close()
-        codes = swarm.stop(deadline_s=25)
-    # assert: the survivors' rounds went on while p2 was down, each within its deadline
+    ],
+}
+
+
+def _kill_and_restart_p2(swarm, runner: FaultRunner, dirs) -> tuple[dict, dict]:
+    """Wait for the runner's kill and restart of p2 and for p2 to mix again; returns both events."""
+    wait_for(lambda: runner.done() and swarm.processes["p2"].ready(), 180, "p2 killed and restarted")
+    killed = next(e for e in swarm.timeline.events("fault") if e["action"] == "kill")
+    restarted = next(e for e in swarm.timeline.events("fault") if e["action"] == "restart")
+    wait_for(
+        lambda: any(r.get("answered") for r in rounds(dirs["p2"]) if r["time"] > restarted["t"]),
+        120,
+        "p2 to mix again after its restart",
+    )
+    return killed, restarted
+
+
+def _stop_and_resume_p3(swarm, dirs, deadline: float) -> tuple[float, float]:
+    """SIGSTOP p3 for longer than the deadline while the others go on, then SIGCONT it; returns the
+    wall times of the stop and the resume."""
+    swarm.send_signal("p3", signal.SIGSTOP)
+    marks = {p: len(rounds(dirs[p])) for p in ("p0", "p1", "p2")}
+    stopped_at, stopped_wall, p3_rounds = time.monotonic(), time.time(), len(rounds(dirs["p3"]))
+    wait_for(
+        lambda: (
+            time.monotonic() - stopped_at > 2 * deadline
+            and all(len(rounds(dirs[p])) >= marks[p] + 2 for p in marks)
+        ),
+        120,
+        "the others to go on without p3",
+    )
+    swarm.send_signal("p3", signal.SIGCONT)
+    resumed_wall = time.time()
+    wait_for(lambda: any(r.get("answered") for r in rounds(dirs["p3"])[p3_rounds:]), 120, "p3 to catch up")
+    return stopped_wall, resumed_wall
+
+
+def _assert_survivors_went_on(dirs, deadline, killed, restarted, stopped_wall, resumed_wall) -> list:
+    """The survivors' rounds went on while p2 was down, each within its deadline; returns the failed
+    pulls from p2 they saw."""
     lost_p2 = []
     for peer_id in ("p0", "p1", "p3"):
         records = rounds(dirs[peer_id])
         assert all("error" not in r for r in records), [r for r in records if "error" in r]  # no mix timeout
         # a round that p3 itself spent SIGSTOPped lasts as long as the stop: that is not a slow pull
-        own_stop = [r for r in records if peer_id == "p3" and stopped_wall < r["time"] < resumed_wall + deadline + 5]
+        own_stop = [
+            r for r in records if peer_id == "p3" and stopped_wall < r["time"] < resumed_wall + deadline + 5
+        ]
         slow = [r for r in records if r["pull_seconds"] > deadline + GRACE_S and r not in own_stop]
         assert not slow, slow
         down = [r for r in records if killed["t"] < r["time"] < restarted["t"]]
         assert len(down) >= 2 and all(r["answered"] > 0 for r in down), down
         lost_p2 += [n for r in records for n in r["neighbours"] if n["peer"] == "p2" and not n["answered"]]
-    assert lost_p2  # p2's neighbours saw its pulls fail before the DHT dropped it
+    return lost_p2
+
+
+@pytest.mark.swarm
+@pytest.mark.slow
+def test_trainer_swarm_survives_kill_restart_and_stop_under_the_fault_runner(tmp_path, reaper):
+    # prepare: 4 real peers
+    plan = _trainer_plan(4)
+    swarm = reaped_swarm(plan, tmp_path, reaper, peer_args=["--dht-ttl-s", "3", "--stop-deadline-s", "20"])
+    dirs = {p.peer_id: swarm.run.peer_dir(p.peer_id) for p in plan.peers}
+    deadline = plan.peers[0].config.gossip.deadline_s
+    schedule = schedule_from_dict(TRAINER_SCHEDULE, [p.peer_id for p in plan.peers])
+    swarm.start()
+    runner = FaultRunner(swarm, schedule).start()
+    try:
+        # execute: kill -9 p2 and restart it (the runner), then SIGSTOP / SIGCONT p3 (the test)
+        killed, restarted = _kill_and_restart_p2(swarm, runner, dirs)
+        stopped_wall, resumed_wall = _stop_and_resume_p3(swarm, dirs, deadline)
+    finally:
+        runner.close()
+        codes = swarm.stop(deadline_s=25)
+    # assert: the survivors' rounds went on while p2 was down; p2's neighbours saw its pulls fail
+    assert _assert_survivors_went_on(dirs, deadline, killed, restarted, stopped_wall, resumed_wall)
     # p2 resumed its own checkpoint and rejoined the rounds
-    log_text = run.log_path("p2").read_text()
+    log_text = swarm.run.log_path("p2").read_text()
     assert '"how": "checkpoint"' in log_text, log_text[-2000:]
     assert swarm.timeline.events("crashed") == []
     # stopped by SIGTERM: a clean exit, or the peer's own stop watchdog (exit 3) when hivemind's DHT
     # shutdown overruns --stop-deadline-s on this loaded machine; never a crash or our SIGKILL
     assert all(codes[p] in (0, 3) for p in ("p0", "p1", "p2", "p3")), codes
-

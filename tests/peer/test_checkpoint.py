@@ -11,7 +11,6 @@ import torch
 
 from peer import checkpoint as ckpt
 from peer.trainer import Trainer
-
 from tests.peer._tiny import tiny_config, tiny_data
 
 

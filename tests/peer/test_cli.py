@@ -1,8 +1,12 @@
-"""`dssl train` / `dssl demo` fail with one clear line on bad configs and missing data."""
+"""`dssl train` / `dssl demo` fail with one clear line on bad configs and missing data; `dssl peer`
+finds its bootstrap addresses in another peer's ready file."""
 
 from __future__ import annotations
 
-from peer.cli import demo_main, train_main
+import json
+
+from peer.cli import _bootstrap_from_file, demo_main, train_main
+from peer.rundir import READY_FILE
 
 
 def test_unknown_key_is_one_line_and_exit_2(capsys, tmp_path):
@@ -26,3 +30,13 @@ def test_missing_data_directory_names_the_path(capsys, tmp_path):
 def test_missing_config_file(capsys, tmp_path):
     code = train_main(["--config", str(tmp_path / "none.yaml"), "--quiet"])
     assert code == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_bootstrap_file_yields_the_bootstrap_multiaddrs(tmp_path):
+    # prepare
+    ready = tmp_path / READY_FILE
+    ready.write_text(json.dumps({"maddrs": ["/ip4/10.0.0.1/tcp/7001/p2p/Qm"]}))
+    # execute
+    maddrs = _bootstrap_from_file(ready, timeout_s=1.0)
+    # assert
+    assert maddrs == ["/ip4/10.0.0.1/tcp/7001/p2p/Qm"]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import typing
+
 import pytest
 import yaml
 
-from peer.config import Config, ConfigError, config_to_dict, dump_config, load_config
+from peer.config import Config, ConfigError, GossipConfig, config_to_dict, dump_config, load_config
 
 
 def _yaml(tmp_path, text: str):
@@ -84,3 +87,36 @@ def test_example_configs_load():
     for name in ("train_fmnist.yaml", "train_fmnist_mae.yaml", "demo_fmnist.yaml"):
         cfg = load_config(examples / name)
         assert cfg.data.dataset == "fashion-mnist"
+
+
+def test_gossip_words_are_gossips_own():
+    # prepare
+    from gossip.mixing import RULES
+    from protocol.frames import WIRE_DTYPES
+
+    hints = typing.get_type_hints(GossipConfig)
+    # execute
+    rules, dtypes = typing.get_args(hints["mixing"]), typing.get_args(hints["wire_dtype"])
+    # assert: the config's words are exactly the ones gossip takes
+    assert set(rules) == set(RULES) and set(dtypes) == set(WIRE_DTYPES)
+
+
+def test_old_spellings_of_gossip_words_still_load_and_say_so(tmp_path, caplog):
+    # prepare
+    path = _yaml(tmp_path, "gossip:\n  mixing: metropolis\n  wire_dtype: float16\n")
+    # execute
+    with caplog.at_level(logging.WARNING, logger="peer.config"):
+        cfg = load_config(path, ["gossip.topology=ring"])
+        overridden = load_config(None, ["gossip.wire_dtype=bfloat16"])
+    # assert
+    assert cfg.gossip.mixing == "metropolis_hastings" and cfg.gossip.wire_dtype == "fp16"
+    assert overridden.gossip.wire_dtype == "bf16"
+    assert "gossip.mixing: 'metropolis' is the old spelling of 'metropolis_hastings'" in caplog.text
+    assert "gossip.wire_dtype: 'float16' is the old spelling of 'fp16'" in caplog.text
+
+
+def test_a_directed_topology_needs_uniform_mixing():
+    with pytest.raises(ConfigError, match="gossip.mixing: exponential_one_peer is directed"):
+        load_config(None, ["gossip.topology=exponential_one_peer"])
+    cfg = load_config(None, ["gossip.topology=exponential_one_peer", "gossip.mixing=uniform"])
+    assert cfg.gossip.mixing == "uniform"

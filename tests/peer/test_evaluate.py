@@ -68,8 +68,9 @@ def test_extract_features_batches_and_restores_mode():
             return x.flatten(1)[:, :3] * 2
 
     enc = Enc().train()
-    data = SimpleNamespace(images=torch.randint(0, 256, (10, 1, 2, 2), dtype=torch.uint8),
-                           labels=torch.arange(10))
+    data = SimpleNamespace(
+        images=torch.randint(0, 256, (10, 1, 2, 2), dtype=torch.uint8), labels=torch.arange(10)
+    )
     # execute
     feats, labels = extract_features(enc, data, batch_size=3)
     # assert

@@ -1,4 +1,4 @@
-"""Learning is real (issue 4 §4, small version): on real Fashion-MNIST, one standalone IID peer
+"""Learning is real (a small version of the learning check): on real Fashion-MNIST, one standalone IID peer
 trained for a short wall-clock budget beats the same encoder at random initialisation on kNN.
 
 The full-size numbers live in docs/results.md; this catches regressions in the objectives, the
@@ -33,12 +33,20 @@ pytestmark = [
 )
 def test_trained_encoder_beats_random_init(tmp_path, config, steps, knn_margin, linear_margin):
     # prepare: the example config, shrunk (5k images, small evaluation sets, one thread)
-    cfg = load_config(EXAMPLES / config, [
-        f"train.steps={steps}", "train.time_budget_s=null", "train.threads=1", "data.train_limit=5000",
-        "data.test_limit=1000", "eval.bank_limit=2000", "eval.linear_epochs=10",
-        "eval.own_distribution=false",
-        "train.log_every=50",
-    ])
+    cfg = load_config(
+        EXAMPLES / config,
+        [
+            f"train.steps={steps}",
+            "train.time_budget_s=null",
+            "train.threads=1",
+            "data.train_limit=5000",
+            "data.test_limit=1000",
+            "eval.bank_limit=2000",
+            "eval.linear_epochs=10",
+            "eval.own_distribution=false",
+            "train.log_every=50",
+        ],
+    )
     trainer = Trainer.create(cfg, run_dir=tmp_path)
     # execute
     summary = trainer.run()
@@ -47,6 +55,8 @@ def test_trained_encoder_beats_random_init(tmp_path, config, steps, knn_margin, 
     after = summary["eval"]
     assert summary["step"] == steps
     assert after["knn"] > before["knn"] + knn_margin, (
-        f"{config}: kNN {before['knn']:.3f} -> {after['knn']:.3f}")
+        f"{config}: kNN {before['knn']:.3f} -> {after['knn']:.3f}"
+    )
     assert after["linear"] > before["linear"] + linear_margin, (
-        f"{config}: linear {before['linear']:.3f} -> {after['linear']:.3f}")
+        f"{config}: linear {before['linear']:.3f} -> {after['linear']:.3f}"
+    )

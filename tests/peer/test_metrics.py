@@ -34,8 +34,9 @@ def test_progress_line_fixed_format():
     swarm = format_progress("peer-1", 12, 240, 0.4, 0.44, 99.0, 2, 3, 0.0412, 0.0123)
     # assert
     assert standalone == "[peer-0] r    3 s    120 loss 0.4123/0.5000 img/s  310.2 nbr -/- mix      - dist -"
-    assert swarm == ("[peer-1] r   12 s    240 loss 0.4000/0.4400 img/s   99.0 nbr 2/3 mix  0.041s "
-                     "dist 1.23e-02")
+    assert swarm == (
+        "[peer-1] r   12 s    240 loss 0.4000/0.4400 img/s   99.0 nbr 2/3 mix  0.041s dist 1.23e-02"
+    )
 
 
 def test_running_mean_window():

@@ -10,9 +10,10 @@ import torch
 
 from peer.config import ConfigError, config_from_dict
 from peer.data import synthetic_dataset
+from peer.local_data import load_local_data
 from peer.objectives.mar import a_mmd
 from peer.probe import collapse_std, embedding_a_mmd, probe_batch, probe_embeddings
-from peer.trainer import Trainer, load_local_data
+from peer.trainer import Trainer
 from tests.peer._tiny import tiny_config, tiny_data
 
 
@@ -79,9 +80,20 @@ def test_probe_batch_is_seeded_sorted_and_capped_at_the_test_set():
 def test_two_peers_of_a_swarm_probe_the_same_real_test_images():
     # prepare: two shares of a Dirichlet split of real Fashion-MNIST (different training data)
     def peer_cfg(index: int):
-        return config_from_dict({"data": {"dataset": "fashion-mnist", "num_peers": 2, "peer_index": index,
-                                          "partition": "dirichlet:0.1", "train_limit": 50, "test_limit": 300},
-                                 "eval": {"bank_limit": 50, "own_distribution": False, "probe_size": 64}})
+        return config_from_dict(
+            {
+                "data": {
+                    "dataset": "fashion-mnist",
+                    "num_peers": 2,
+                    "peer_index": index,
+                    "partition": "dirichlet:0.1",
+                    "train_limit": 50,
+                    "test_limit": 300,
+                },
+                "eval": {"bank_limit": 50, "own_distribution": False, "probe_size": 64},
+            }
+        )
+
     cfgs = [peer_cfg(0), peer_cfg(1)]
     data = [load_local_data(c) for c in cfgs]
     # execute

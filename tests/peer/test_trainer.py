@@ -11,7 +11,6 @@ import torch
 from gossip.hook import MixResult, NeighbourReport
 from peer.metrics import read_metrics
 from peer.trainer import Trainer
-
 from tests.peer._tiny import tiny_config, tiny_data
 
 
@@ -31,10 +30,19 @@ class FakeHook:
         mixed = params * 0.5
         self.returned.append(mixed)
         future: concurrent.futures.Future = concurrent.futures.Future()
-        future.set_result(MixResult(round=round, params=mixed, embedding=self.embedding, self_weight=0.5,
-                                    neighbours=(NeighbourReport("peer-1", True, 0.5, round, 0, 100, 0.01),),
-                                    bytes_out=100, pull_seconds=0.01, mix_seconds=0.001,
-                                    neighbour_distance_sq=2.0))
+        future.set_result(
+            MixResult(
+                round=round,
+                params=mixed,
+                embedding=self.embedding,
+                self_weight=0.5,
+                neighbours=(NeighbourReport("peer-1", True, 0.5, round, 0, 100, 0.01),),
+                bytes_out=100,
+                pull_seconds=0.01,
+                mix_seconds=0.001,
+                neighbour_distance_sq=2.0,
+            )
+        )
         return future
 
 
@@ -42,8 +50,12 @@ class FakeHook:
 def test_publish_and_mix_every_period_and_mixed_params_loaded(tmp_path, objective):
     # prepare
     hook = FakeHook()
-    trainer = Trainer.create(tiny_config(objective, steps=6, period=2), hook=hook, run_dir=tmp_path,
-                             data=tiny_data(with_eval=False))
+    trainer = Trainer.create(
+        tiny_config(objective, steps=6, period=2),
+        hook=hook,
+        run_dir=tmp_path,
+        data=tiny_data(with_eval=False),
+    )
     # execute
     summary = trainer.run()
     # assert: rounds 1..3 after steps 2, 4, 6; the last mixed buffer is what the model holds
@@ -63,8 +75,9 @@ def test_publish_and_mix_every_period_and_mixed_params_loaded(tmp_path, objectiv
 def test_global_embedding_is_handed_to_the_objective(tmp_path):
     # prepare: an objective spy on set_global_embedding
     z = torch.ones(4, 32)
-    trainer = Trainer.create(tiny_config("mae", steps=2, period=2), hook=FakeHook(embedding=z),
-                             data=tiny_data(with_eval=False))
+    trainer = Trainer.create(
+        tiny_config("mae", steps=2, period=2), hook=FakeHook(embedding=z), data=tiny_data(with_eval=False)
+    )
     seen = []
     trainer.objective.set_global_embedding = lambda emb, rnd: seen.append((emb, rnd))
     # execute
@@ -75,8 +88,9 @@ def test_global_embedding_is_handed_to_the_objective(tmp_path):
 
 def test_standalone_counts_rounds_and_evaluates(tmp_path):
     # prepare
-    trainer = Trainer.create(tiny_config("simsiam", steps=4, period=2, eval_every=2), run_dir=tmp_path,
-                             data=tiny_data())
+    trainer = Trainer.create(
+        tiny_config("simsiam", steps=4, period=2, eval_every=2), run_dir=tmp_path, data=tiny_data()
+    )
     # execute
     summary = trainer.run()
     # assert: init eval, periodic at 2 and 4, final; keys of the global and own-distribution sets
@@ -120,9 +134,10 @@ def test_epoch_budget_and_seeded_order():
 def test_load_flat_params_and_model_state():
     # prepare
     a = Trainer.create(tiny_config("simsiam"), data=tiny_data(with_eval=False))
-    b = Trainer.create(dataclasses.replace(tiny_config("simsiam"),
-                                           train=dataclasses.replace(tiny_config().train, seed=5)),
-                       data=tiny_data(with_eval=False))
+    b = Trainer.create(
+        dataclasses.replace(tiny_config("simsiam"), train=dataclasses.replace(tiny_config().train, seed=5)),
+        data=tiny_data(with_eval=False),
+    )
     assert not torch.equal(a.flat_params(), b.flat_params())
     # execute
     b.load_flat_params(a.flat_params())
@@ -134,3 +149,43 @@ def test_load_flat_params_and_model_state():
     assert b.flat_params().abs().sum() == 0
     b.set_round(7)
     assert b.round == 7
+
+
+class FailingHook(FakeHook):
+    """Every round resolves like a round the gossip layer gave up on: local params, with the reason."""
+
+    def mix(self):
+        round, params, _ = self.published[-1]
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        future.set_result(
+            MixResult(
+                round=round, params=params * 0.5, embedding=None, self_weight=1.0, failure="mix timeout"
+            )
+        )
+        return future
+
+
+def test_a_failed_round_keeps_the_local_params_and_logs_why(tmp_path):
+    # prepare
+    trainer = Trainer.create(
+        tiny_config("simsiam", steps=2, period=2),
+        hook=FailingHook(),
+        run_dir=tmp_path,
+        data=tiny_data(with_eval=False),
+    )
+    original = trainer._gossip_round
+    before: list[torch.Tensor] = []
+
+    def remember_then_round():
+        before.append(trainer.flat_params())
+        original()
+
+    trainer._gossip_round = remember_then_round
+    # execute
+    trainer.run(final_eval=False)
+    # assert: the round counts, the model holds its own params, the record says why
+    assert trainer.round == 1 and trainer.last_mix is None
+    assert torch.equal(trainer.flat_params(), before[0])
+    (record,) = read_metrics(tmp_path / "metrics.jsonl", kind="round")
+    assert record["error"] == "mix timeout" and record["round"] == 1 and "answered" not in record
+    assert record["blocked_seconds"] >= 0.0 and record["compute_seconds"] > 0.0

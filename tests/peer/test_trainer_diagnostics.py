@@ -78,8 +78,10 @@ def test_standalone_probe_has_no_neighbourhood_side(tmp_path):
     probes = read_metrics(tmp_path / "metrics.jsonl", kind="probe")
     # assert: collapse std on schedule, no A-MMD, nothing published so no snapshots
     assert [p["round"] for p in probes] == [1, 2, 3]
-    assert all(p["collapse_std"] is not None and p["a_mmd"] is None and p["collapse_std_mixed"] is None
-               for p in probes)
+    assert all(
+        p["collapse_std"] is not None and p["a_mmd"] is None and p["collapse_std_mixed"] is None
+        for p in probes
+    )
     assert not (tmp_path / "snapshots").exists()
 
 

@@ -28,6 +28,7 @@ def test_generated_grpc_module_imports_as_package():
     # execute
     text = Path(proto_compile.PACKAGE_DIR, "gossip_pb2_grpc.py").read_text()
     from protocol import gossip_pb2_grpc
+
     # assert
     assert "from protocol import gossip_pb2" in text
     assert hasattr(gossip_pb2_grpc, "GossipStub")
@@ -42,7 +43,8 @@ def test_every_proto_element_is_commented():
         text = line.strip()
         is_element = not text.startswith(("syntax ", "package ")) and (
             text.startswith(("message ", "enum ", "rpc ", "service ", "oneof "))
-                      or (text.endswith(";") and "=" in text))
+            or (text.endswith(";") and "=" in text)
+        )
         if is_element and not lines[k - 1].strip().startswith("//"):
             bare.append(text)
     # assert

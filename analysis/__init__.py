@@ -1,0 +1,22 @@
+"""analysis: reads what runs and sweeps left on disk and turns it into numbers, tables and reports.
+
+It never starts a process; the launcher calls it after (or while) a swarm runs.
+
+diagnostics.py   swarm diagnostics of a run dir: realised W per round, spectral gap, connectivity,
+                 exact consensus distance (final and per snapshot round), probe means
+collect.py       results of a finished run: per-peer kNN, consensus distance, summary.json, RESULT line
+timeline.py      reading a run's timeline.jsonl (the launcher's event log)
+progress.py      live swarm progress: one line per interval from the peers' growing metrics files
+run_report.py    the report of one run: fault events on the round axis, report.md
+run_plots.py     the run report's PNG plots (kNN, consensus, bytes, representation over rounds)
+plots.py         plot helpers shared by both reports (Agg backend, event markers, colours, saving)
+results.py       a sweep's results.csv: its columns, written from the run manifests, read back typed
+claims.py        a grid's claims evaluated over seeds: means, Student-t CIs, paired differences, claims.csv
+sweep_dir.py     a loaded sweep directory: results rows, grid, conditions, per-seed and grouping helpers
+sweep_plots.py   the sweep report's plots across runs (accuracy vs α, drop from IID, |Ā|, bytes)
+round_plots.py   the sweep report's plots over rounds (consensus per condition, fault runs)
+sweep_report.py  the report of a sweep: report.md with the tables, claims and plots
+cli.py           `dssl report RUN_DIR | SWEEP_DIR`: one command line for both reports
+
+analysis depends on peer, gossip and protocol, never on launcher.
+"""

@@ -1,0 +1,419 @@
+"""The paper's claims, checked against a sweep's ``results.csv``.
+
+A sweep's ``grid.yaml`` may carry a ``claims:`` list. Each claim compares two quantities, ``a`` and
+``b``, measured per seed on the sweep's complete runs::
+
+    claims:
+      - id: 1
+        claim: "MAE's accuracy drop IID -> Dirichlet 0.1 is smaller than SimSiam's (Table 1)"
+        a: {quantity: drop, where: {method: mae}, from: {split: iid}, to: {split: dir0.1}}
+        b: {quantity: drop, where: {method: simsiam}, from: {split: iid}, to: {split: dir0.1}}
+        expect: a < b
+        monotone: {axis: graph, order: [ring, rr4, full]}      # optional
+
+* ``where`` / ``from`` / ``to`` select rows by ``column == value`` (axis labels or resolved columns).
+* ``quantity`` is a numeric results column (``knn_mean`` ...) or ``drop``: per seed, the metric
+  (``metric:``, default ``knn_mean``) at ``where + from`` minus at ``where + to``.
+* Statistics: mean over seeds with a 95 % Student-t CI; the comparison is the per-seed paired
+  difference a − b (Welch's unequal-variance interval when a and b were not run on the same seeds).
+* ``reproduced`` is ``yes`` only when the means satisfy ``expect``, the difference's 95 % CI
+  excludes 0 on the claimed side, and the ``monotone`` order (if given) holds on the means of ``a``'s
+  quantity along the axis (``where`` with the axis replaced by each level).
+
+Only ``status == complete`` rows count; everything else is excluded before any statistic.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from scipy import stats
+
+CLAIMS_CSV_FIELDS = (
+    "claim",
+    "quantity_a",
+    "mean_a",
+    "ci_low_a",
+    "ci_high_a",
+    "quantity_b",
+    "mean_b",
+    "ci_low_b",
+    "ci_high_b",
+    "seeds",
+    "reproduced",
+)
+DEFAULT_METRIC = "knn_mean"
+_EXPECT = re.compile(r"^\s*a\s*([<>])\s*b\s*$")
+_METRIC_NAMES = {"knn_mean": "kNN"}
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """One side of a claim: a column (or ``drop`` of ``metric``) over the rows matching ``where``."""
+
+    quantity: str
+    where: dict[str, str] = field(default_factory=dict)
+    from_: dict[str, str] = field(default_factory=dict)
+    to: dict[str, str] = field(default_factory=dict)
+    metric: str = DEFAULT_METRIC
+
+    def describe(self) -> str:
+        """Readable, e.g. ``kNN drop iid->dir0.1 (method=mae)`` or ``knn_mean (graph=full)``."""
+        where = f" ({_fmt_filter(self.where)})" if self.where else ""
+        if self.quantity == "drop":
+            metric = _METRIC_NAMES.get(self.metric, self.metric)
+            return f"{metric} drop {_values(self.from_)}->{_values(self.to)}{where}"
+        return f"{self.quantity}{where}"
+
+
+@dataclass(frozen=True)
+class Monotone:
+    """Means of ``a``'s quantity must be non-decreasing along ``order`` of column ``axis``."""
+
+    axis: str
+    order: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    text: str
+    a: Quantity
+    b: Quantity
+    expect: str  # "<" or ">": a < b or a > b
+    monotone: Monotone | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.id}: {self.text}"
+
+
+@dataclass(frozen=True)
+class SideStats:
+    """Per-seed values of one quantity and their mean with a 95 % CI (CI None when n < 2)."""
+
+    description: str
+    per_seed: dict[str, float]
+    mean: float | None
+    low: float | None
+    high: float | None
+
+    @property
+    def n(self) -> int:
+        return len(self.per_seed)
+
+
+@dataclass(frozen=True)
+class MonotoneCheck:
+    axis: str
+    means: dict[str, float | None]  # level -> mean over seeds (None: no complete rows)
+    holds: bool
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    claim: Claim
+    a: SideStats
+    b: SideStats
+    diff_mean: float | None  # a − b
+    diff_low: float | None
+    diff_high: float | None
+    pairing: str  # "paired" or "welch"
+    seeds: int  # seeds present in both a and b
+    monotone: MonotoneCheck | None
+    reproduced: bool
+    reasons: tuple[str, ...]  # why not reproduced / how it was computed (missing rows, Welch, n = 1)
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def _as_filter(value: Any, what: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError(f"{what} must be a mapping column: value, got {value!r}")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _parse_quantity(spec: Any, where: str) -> Quantity:
+    if not isinstance(spec, dict) or "quantity" not in spec:
+        raise ValueError(f"{where}: needs a mapping with a 'quantity' key, got {spec!r}")
+    q = Quantity(
+        quantity=str(spec["quantity"]),
+        where=_as_filter(spec.get("where"), f"{where}.where"),
+        from_=_as_filter(spec.get("from"), f"{where}.from"),
+        to=_as_filter(spec.get("to"), f"{where}.to"),
+        metric=str(spec.get("metric", DEFAULT_METRIC)),
+    )
+    if q.quantity == "drop" and not (q.from_ and q.to):
+        raise ValueError(f"{where}: quantity 'drop' needs both 'from' and 'to'")
+    return q
+
+
+def parse_claim(spec: dict) -> Claim:
+    """One entry of ``claims:`` (see the module docstring) as a :class:`Claim`."""
+    cid = spec.get("id", "?")
+    match = _EXPECT.match(str(spec.get("expect", "")))
+    if not match:
+        raise ValueError(f"claim {cid}: expect must be 'a < b' or 'a > b', got {spec.get('expect')!r}")
+    monotone = None
+    if spec.get("monotone"):
+        m = spec["monotone"]
+        if not isinstance(m, dict) or "axis" not in m or len(m.get("order") or []) < 2:
+            raise ValueError(f"claim {cid}: monotone needs 'axis' and an 'order' of at least two levels")
+        monotone = Monotone(axis=str(m["axis"]), order=tuple(str(v) for v in m["order"]))
+    return Claim(
+        id=str(cid),
+        text=str(spec.get("claim", "")),
+        a=_parse_quantity(spec.get("a"), f"claim {cid}.a"),
+        b=_parse_quantity(spec.get("b"), f"claim {cid}.b"),
+        expect=match.group(1),
+        monotone=monotone,
+    )
+
+
+def load_claims(grid_path: str | Path) -> list[Claim]:
+    """The ``claims:`` of a sweep's grid.yaml ([] when it has none)."""
+    grid = yaml.safe_load(Path(grid_path).read_text(encoding="utf-8")) or {}
+    return [parse_claim(spec) for spec in (grid.get("claims") or [])]
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def mean_ci(values: list[float], confidence: float = 0.95) -> tuple[float | None, float | None, float | None]:
+    """Mean and Student-t confidence interval; CI (None, None) for n = 1, all None for n = 0."""
+    x = np.asarray(list(values), dtype=float)
+    if x.size == 0:
+        return None, None, None
+    mean = float(x.mean())
+    if x.size == 1:
+        return mean, None, None
+    half = float(stats.t.ppf(0.5 + confidence / 2, df=x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    return mean, mean - half, mean + half
+
+
+def welch_ci(
+    a: list[float], b: list[float], confidence: float = 0.95
+) -> tuple[float | None, float | None, float | None]:
+    """Mean of a − mean of b with Welch's unequal-variance t interval (CI None when n < 2 on a side)."""
+    if not a or not b:
+        return None, None, None
+    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    diff = float(xa.mean() - xb.mean())
+    if xa.size < 2 or xb.size < 2:
+        return diff, None, None
+    va, vb = xa.var(ddof=1) / xa.size, xb.var(ddof=1) / xb.size
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return diff, diff, diff
+    df = (va + vb) ** 2 / (va**2 / (xa.size - 1) + vb**2 / (xb.size - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, df=df) * se)
+    return diff, diff - half, diff + half
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def complete_rows(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r.get("status") == "complete"]
+
+
+def _matches(row: dict, selector: dict[str, str]) -> bool:
+    return all(str(row.get(k, "")) == v for k, v in selector.items())
+
+
+def _float(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(out) else out
+
+
+def column_per_seed(rows: list[dict], column: str, selector: dict[str, str]) -> dict[str, float]:
+    """Seed -> value of ``column`` over complete rows matching ``selector`` (several rows of one
+    seed are averaged; empty cells are skipped)."""
+    by_seed: dict[str, list[float]] = {}
+    for row in complete_rows(rows):
+        value = _float(row.get(column))
+        if value is not None and _matches(row, selector):
+            by_seed.setdefault(str(row.get("seed", "")), []).append(value)
+    return {seed: float(np.mean(v)) for seed, v in sorted(by_seed.items())}
+
+
+def quantity_per_seed(rows: list[dict], q: Quantity) -> dict[str, float]:
+    """Seed -> the quantity (for ``drop``: paired by seed, seeds missing either end are dropped)."""
+    if q.quantity != "drop":
+        return column_per_seed(rows, q.quantity, q.where)
+    start = column_per_seed(rows, q.metric, {**q.where, **q.from_})
+    end = column_per_seed(rows, q.metric, {**q.where, **q.to})
+    return {seed: start[seed] - end[seed] for seed in start if seed in end}
+
+
+def _side(rows: list[dict], q: Quantity) -> SideStats:
+    per_seed = quantity_per_seed(rows, q)
+    mean, low, high = mean_ci(list(per_seed.values()))
+    return SideStats(description=q.describe(), per_seed=per_seed, mean=mean, low=low, high=high)
+
+
+def _monotone(rows: list[dict], claim: Claim) -> MonotoneCheck | None:
+    m = claim.monotone
+    if m is None:
+        return None
+    means: dict[str, float | None] = {}
+    for level in m.order:
+        q = Quantity(
+            quantity=claim.a.quantity,
+            where={**claim.a.where, m.axis: level},
+            from_=claim.a.from_,
+            to=claim.a.to,
+            metric=claim.a.metric,
+        )
+        means[level] = mean_ci(list(quantity_per_seed(rows, q).values()))[0]
+    values = list(means.values())
+    holds = (
+        all(v is not None for v in values)
+        and all(later >= earlier for earlier, later in pairwise(values))
+        and all(values[-1] >= v for v in values)
+    )
+    return MonotoneCheck(axis=m.axis, means=means, holds=holds)
+
+
+def _missing(rows: list[dict], q: Quantity, name: str) -> str:
+    """Why side ``name`` has no values: which selection matched no complete row."""
+    selections = [q.where] if q.quantity != "drop" else [{**q.where, **q.from_}, {**q.where, **q.to}]
+    for sel in selections:
+        matching = [r for r in rows if _matches(r, sel)]
+        done = [
+            r
+            for r in complete_rows(matching)
+            if _float(r.get(q.metric if q.quantity == "drop" else q.quantity)) is not None
+        ]
+        if not done:
+            not_complete = len(matching) - len(complete_rows(matching))
+            return (
+                f"{name}: no complete row with a value for ({_fmt_filter(sel)}) "
+                f"[{len(matching)} matching rows, {not_complete} not complete]"
+            )
+    return f"{name}: no seed has both ends of the drop"
+
+
+def _difference(a: SideStats, b: SideStats, reasons: list[str]) -> tuple[str, tuple]:
+    """The pairing and (mean, low, high) of a − b: paired over seeds when both sides have the same
+    seeds, else Welch's interval over the two samples."""
+    if a.per_seed and b.per_seed and set(a.per_seed) == set(b.per_seed):
+        return "paired", mean_ci([a.per_seed[s] - b.per_seed[s] for s in sorted(a.per_seed)])
+    if a.per_seed and b.per_seed:
+        reasons.append(f"seeds differ (a: {sorted(a.per_seed)}, b: {sorted(b.per_seed)}): Welch interval")
+    return "welch", welch_ci(list(a.per_seed.values()), list(b.per_seed.values()))
+
+
+def _ci_excludes_zero(
+    claim: Claim, both: bool, low: float | None, high: float | None, reasons: list[str]
+) -> bool:
+    """Whether the 95 % CI of a − b lies on the claimed side of 0 (a reason is added when not)."""
+    if low is None:
+        if both:
+            reasons.append("fewer than 2 seeds: no confidence interval")
+        return False
+    excludes = high < 0 if claim.expect == "<" else low > 0
+    if not excludes:
+        reasons.append("95 % CI of a − b does not exclude 0 on the claimed side")
+    return excludes
+
+
+def _monotone_reason(monotone: MonotoneCheck) -> str:
+    missing = [lvl for lvl, v in monotone.means.items() if v is None]
+    if not missing:
+        return f"monotone order along {monotone.axis} violated"
+    return f"monotone check: no complete rows for {monotone.axis} = {', '.join(missing)}"
+
+
+def evaluate_claim(rows: list[dict], claim: Claim) -> ClaimResult:
+    """Statistics of both sides, their paired difference, the monotone check and the verdict."""
+    a, b = _side(rows, claim.a), _side(rows, claim.b)
+    reasons: list[str] = []
+    pairing, (diff_mean, diff_low, diff_high) = _difference(a, b, reasons)
+    for side, stat, q in (("a", a, claim.a), ("b", b, claim.b)):
+        if not stat.per_seed:
+            reasons.append(_missing(rows, q, side))
+    monotone = _monotone(rows, claim)
+    both_means = a.mean is not None and b.mean is not None
+    holds_means = both_means and (a.mean < b.mean if claim.expect == "<" else a.mean > b.mean)
+    if both_means and not holds_means:
+        reasons.append(f"means do not satisfy a {claim.expect} b")
+    both = bool(a.per_seed and b.per_seed)
+    ci_excludes = _ci_excludes_zero(claim, both, diff_low, diff_high, reasons)
+    if monotone is not None and not monotone.holds:
+        reasons.append(_monotone_reason(monotone))
+    return ClaimResult(
+        claim=claim,
+        a=a,
+        b=b,
+        diff_mean=diff_mean,
+        diff_low=diff_low,
+        diff_high=diff_high,
+        pairing=pairing,
+        seeds=len(set(a.per_seed) & set(b.per_seed)),
+        monotone=monotone,
+        reproduced=holds_means and ci_excludes and (monotone is None or monotone.holds),
+        reasons=tuple(reasons),
+    )
+
+
+def evaluate_claims(rows: list[dict], claims: list[Claim]) -> list[ClaimResult]:
+    """Every claim evaluated on the results rows (non-complete rows are ignored)."""
+    return [evaluate_claim(rows, c) for c in claims]
+
+
+# ---------------------------------------------------------------- output
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+def write_claims_csv(results: list[ClaimResult], path: str | Path) -> Path:
+    """``claims.csv``: one row per claim with exactly :data:`CLAIMS_CSV_FIELDS`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=CLAIMS_CSV_FIELDS)
+        writer.writeheader()
+        for r in results:
+            writer.writerow(
+                {
+                    "claim": r.claim.label,
+                    "quantity_a": r.a.description,
+                    "mean_a": _num(r.a.mean),
+                    "ci_low_a": _num(r.a.low),
+                    "ci_high_a": _num(r.a.high),
+                    "quantity_b": r.b.description,
+                    "mean_b": _num(r.b.mean),
+                    "ci_low_b": _num(r.b.low),
+                    "ci_high_b": _num(r.b.high),
+                    "seeds": r.seeds,
+                    "reproduced": "yes" if r.reproduced else "no",
+                }
+            )
+    return path
+
+
+def _fmt_filter(selector: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in selector.items())
+
+
+def _values(selector: dict[str, str]) -> str:
+    return ",".join(selector.values())

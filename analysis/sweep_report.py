@@ -1,0 +1,208 @@
+"""``dssl report <sweep dir>``: the robustness study's Markdown report with PNG plots.
+
+Input: a sweep directory written by ``dssl sweep`` — ``grid.yaml`` (maybe with ``claims:``),
+``results.csv`` (one row per run: status, seed, the grid's axis labels, the resolved objective /
+partition / topology / faults and the run's summary figures) and per run the swarm run directory
+(``rounds.csv``, ``diagnostics.json``, ``timeline.jsonl``). Only ``complete`` runs enter statistics.
+
+Output, in the sweep dir: ``report.md``, ``report_*.png`` and (when the grid has claims)
+``claims.csv``. Plots (:mod:`analysis.sweep_plots`, :mod:`analysis.round_plots`), each skipped
+with a one-line reason when the sweep has no data for it:
+
+1. kNN accuracy vs Dirichlet α per method (IID drawn at α = 1e5, feature skew in a side panel);
+2. the accuracy drop from IID per method and non-IID partition (paired by seed);
+3. accuracy vs realised average connectivity |Ā| per topology;
+4. consensus (mean neighbour distance, exact consensus distance) and spectral gap over rounds;
+5. bytes sent vs accuracy, one point per run;
+6. per fault condition: its spectral gap, consensus and per-peer kNN over rounds with the fault
+   events marked, next to the same seed's fault-free run.
+
+Means carry 95 % Student-t confidence intervals over seeds (:func:`analysis.claims.mean_ci`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from analysis.claims import ClaimResult, complete_rows, evaluate_claims, load_claims, write_claims_csv
+from analysis.round_plots import plot_consensus, plot_faults
+from analysis.sweep_dir import METRIC, Sweep, as_float, group_by, load_sweep, per_seed, pm
+from analysis.sweep_plots import (
+    Plot,
+    plot_accuracy_vs_alpha,
+    plot_accuracy_vs_connectivity,
+    plot_bytes,
+    plot_drop,
+)
+from peer.rundir import CLAIMS_CSV, GRID_FILE, REPORT_FILE, RESULTS_CSV
+
+
+def _summary(sweep: Sweep, out: Path) -> list[str]:
+    statuses = group_by(sweep.rows, lambda r: r.get("status") or "unknown")
+    seeds = sorted(
+        {r.get("seed", "") for r in sweep.complete}, key=lambda s: (as_float(s) is None, as_float(s) or 0, s)
+    )
+    conditions = {sweep.condition(r) for r in sweep.rows}
+    excluded = len(sweep.rows) - len(sweep.complete)
+    lines = [
+        "## Sweep",
+        "",
+        (
+            f"* runs: {len(sweep.rows)} ({', '.join(f'{k} {len(v)}' for k, v in sorted(statuses.items()))}); "
+            f"{excluded} not complete and excluded from every statistic"
+        ),
+        f"* seeds with complete runs: {', '.join(seeds) or 'none'}; conditions: {len(conditions)}",
+    ]
+    walls = [w for w in (as_float(r.get("wall_s")) for r in sweep.rows) if w is not None]
+    if walls:
+        lines.append(
+            f"* wall time of the runs, summed: {sum(walls) / 60:.1f} min (one after another on one host)"
+        )
+    for axis in sweep.axes:
+        values = list(dict.fromkeys(r.get(axis, "") for r in sweep.rows))
+        lines.append(f"* axis `{axis}`: {', '.join(values)}")
+    if (out / GRID_FILE).is_file():
+        lines.append(f"* grid: [{GRID_FILE}]({GRID_FILE}); every run: [{RESULTS_CSV}]({RESULTS_CSV})")
+    return lines + [""]
+
+
+def _results_table(sweep: Sweep) -> list[str]:
+    columns = [
+        ("kNN acc", METRIC, ".3g", 1),
+        ("linear acc", "linear_mean", ".3g", 1),
+        ("\\|Ā\\|", "average_connectivity_mean", ".3g", 1),
+        ("spectral gap", "spectral_gap_mean", ".3g", 1),
+        ("consensus dist.", "consensus_distance", ".3g", 1),
+        ("MB sent", "bytes_out_total", ".4g", 1e-6),
+        ("wall s", "wall_s", ".4g", 1),
+    ]
+    head = "| condition | complete / runs | " + " | ".join(c[0] for c in columns) + " |"
+    lines = [
+        "## Results per condition",
+        "",
+        (
+            f"Mean ± 95 % CI half-width over seeds (Student t); only complete runs. Condition = "
+            f"{' / '.join(sweep.condition_columns)}."
+        ),
+        "",
+        head,
+        "|" + "---|" * (len(columns) + 2),
+    ]
+    all_groups = group_by(sweep.rows, sweep.condition)
+    for name, group in sorted(all_groups.items()):
+        done = complete_rows(group)
+        cells = [
+            pm([v * scale for v in per_seed(done, col).values()], spec) for _, col, spec, scale in columns
+        ]
+        lines.append(f"| {name} | {len(done)} / {len(group)} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _ci(low: float | None, high: float | None) -> str:
+    return "n < 2: no CI" if low is None else f"[{low:.3g}, {high:.3g}]"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def claims_markdown(results: list[ClaimResult]) -> list[str]:
+    """The claims table: both sides, the paired difference, the monotone check and the verdict."""
+    lines = [
+        "## Claims",
+        "",
+        (
+            "reproduced = the means satisfy the claim, the 95 % CI of the per-seed difference a − b "
+            "excludes 0 on the claimed side, and the monotone order (if any) holds on the means. "
+            "Raw numbers: [claims.csv](claims.csv)."
+        ),
+        "",
+        "| claim | a | mean a [95 % CI] | b | mean b [95 % CI] | a − b [95 % CI] | seeds | monotone "
+        "| reproduced |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        mono = "-"
+        if r.monotone is not None:
+            steps = " → ".join(f"{k} {_num(v)}" for k, v in r.monotone.means.items())
+            mono = f"{'holds' if r.monotone.holds else 'violated'}: {steps}"
+        pairing = "paired" if r.pairing == "paired" else "Welch"
+        lines.append(
+            f"| {r.claim.label} | {r.a.description} | {_num(r.a.mean)} {_ci(r.a.low, r.a.high)} "
+            f"| {r.b.description} | "
+            f"{_num(r.b.mean)} {_ci(r.b.low, r.b.high)} | {_num(r.diff_mean)} {_ci(r.diff_low, r.diff_high)} "
+            f"({pairing}) | {r.seeds} | {mono} | **{'yes' if r.reproduced else 'no'}** |"
+        )
+    notes = [f"* claim {r.claim.id}: {'; '.join(r.reasons)}" for r in results if r.reasons]
+    return lines + ([""] + notes if notes else []) + [""]
+
+
+def _runs_table(sweep: Sweep, out: Path) -> list[str]:
+    lines = ["## Runs", "", "| run | status | seed | condition | run dir |", "|---|---|---|---|---|"]
+    for r in sweep.rows:
+        run = sweep.run_dir(r)
+        link = "-"
+        if run is not None:
+            rel = os.path.relpath(run, out)
+            link = f"[{rel}]({rel})" + (
+                f" ([report]({rel}/{REPORT_FILE}))" if (run / REPORT_FILE).is_file() else ""
+            )
+        lines.append(
+            f"| {r.get('run', '')} | {r.get('status', '')} | {r.get('seed', '')} | {sweep.condition(r)} "
+            f"| {link} |"
+        )
+    return lines + [""]
+
+
+def _markdown(sweep: Sweep, plots: list[Plot], claims: list[ClaimResult] | None, out: Path) -> str:
+    lines = [f"# Robustness study: {sweep.path.name}", ""]
+    if sweep.grid.get("description"):
+        lines += [str(sweep.grid["description"]).strip(), ""]
+    lines += _summary(sweep, out) + _results_table(sweep)
+    if claims:
+        lines += claims_markdown(claims)
+    lines += ["## Plots", ""]
+    for png, caption in plots:
+        if png is not None:
+            lines += [f"![{png.stem}]({png.name})", "", caption, ""]
+    skipped = [caption for png, caption in plots if png is None]
+    if skipped:
+        lines += ["Not drawn:", ""] + [f"* {c}" for c in skipped] + [""]
+    lines += _runs_table(sweep, out)
+    return "\n".join(lines)
+
+
+def write_study_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+    """Draw the plots, evaluate the grid's claims (writing claims.csv) and write ``report.md``.
+
+    Everything goes into ``out_dir`` (default: the sweep directory); a separate ``out_dir`` (e.g.
+    ``docs/results``) also gets copies of ``grid.yaml`` and ``results.csv`` so that the report
+    stands on its own, and its run links point back into the sweep directory."""
+    sweep = load_sweep(sweep_dir)
+    out = Path(out_dir) if out_dir is not None else sweep.path
+    out.mkdir(parents=True, exist_ok=True)
+    if out.resolve() != sweep.path.resolve():
+        for name in (GRID_FILE, RESULTS_CSV):
+            if (sweep.path / name).is_file():
+                shutil.copyfile(sweep.path / name, out / name)
+    for old in out.glob("report_*.png"):
+        old.unlink()  # a plot skipped this time must not survive from an earlier report
+    plots: list[Plot] = [
+        plot_accuracy_vs_alpha(sweep, out / "report_accuracy_alpha.png"),
+        plot_drop(sweep, out / "report_drop.png"),
+        plot_accuracy_vs_connectivity(sweep, out / "report_connectivity.png"),
+        plot_consensus(sweep, out / "report_consensus.png"),
+        plot_bytes(sweep, out / "report_bytes.png"),
+        *plot_faults(sweep, out),
+    ]
+    claims = load_claims(sweep.path / GRID_FILE) if (sweep.path / GRID_FILE).is_file() else []
+    results = evaluate_claims(sweep.rows, claims) if claims else None
+    if results:
+        write_claims_csv(results, out / CLAIMS_CSV)
+    elif (out / CLAIMS_CSV).is_file():
+        (out / CLAIMS_CSV).unlink()  # the grid no longer has claims: no stale verdicts
+    report = out / REPORT_FILE
+    report.write_text(_markdown(sweep, plots, results, out), encoding="utf-8")
+    return report

@@ -1,0 +1,71 @@
+"""One peer's data: its partition share of the training split plus the evaluation sets.
+
+    data = load_local_data(cfg)          # LocalData(train=..., bank=..., test=..., ...)
+
+The share is a pure function of (dataset, data.num_peers, data.partition, data.seed, data.peer_index),
+so every peer of a swarm computes the same disjoint partition without talking to the others. The
+evaluation sets (kNN bank, global test set, own-distribution test indices) are seeded subsets too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from peer.config import Config
+from peer.data import load_dataset
+from peer.evaluate import own_distribution_indices
+from peer.partition import parse_partition, partition, partition_report
+
+
+@dataclass(kw_only=True)
+class LocalData:
+    """The peer's training share plus the evaluation sets."""
+
+    train: Any  # ImageDataset: this peer's share (after partition and train_limit)
+    bank: Any | None  # labelled global training subset for kNN / probe (None: no evaluation)
+    test: Any | None  # global test subset
+    own_test_idx: np.ndarray | None  # indices into test matching this peer's label histogram
+    num_classes: int
+    report: dict | None = None  # partition report (when the data was partitioned here)
+
+
+def _limit(dataset: Any, limit: int | None, seed: int) -> Any:
+    """A seeded random subset of at most ``limit`` samples (the dataset itself when it fits)."""
+    if limit is None or len(dataset.labels) <= limit:
+        return dataset
+    idx = np.sort(np.random.default_rng(seed).choice(len(dataset.labels), size=limit, replace=False))
+    return dataset.subset(idx)
+
+
+def load_local_data(cfg: Config, with_eval: bool = True) -> LocalData:
+    """Load the dataset, take this peer's partition share and build the evaluation sets."""
+    d = cfg.data
+    full = load_dataset(d.dataset, root=d.root, split="train", image_size=d.image_size)
+    labels = np.asarray(full.labels)
+    spec = parse_partition(d.partition)
+    parts = partition(labels, d.num_peers, spec, d.seed)
+    report = partition_report(
+        labels, parts, full.num_classes, getattr(full, "classes", None), spec=spec, seed=d.seed
+    )
+    train = _limit(full.subset(parts[d.peer_index]), d.train_limit, d.seed + 1 + d.peer_index)
+    if not with_eval:
+        return LocalData(
+            train=train, bank=None, test=None, own_test_idx=None, num_classes=full.num_classes, report=report
+        )
+    bank = _limit(full, cfg.eval.bank_limit, d.seed + 7919)
+    test = _limit(
+        load_dataset(d.dataset, root=d.root, split="test", image_size=d.image_size),
+        d.test_limit,
+        d.seed + 104729,
+    )
+    own = None
+    if cfg.eval.own_distribution:
+        own = own_distribution_indices(
+            np.asarray(test.labels), np.asarray(train.labels), full.num_classes, seed=d.seed + d.peer_index
+        )
+    return LocalData(
+        train=train, bank=bank, test=test, own_test_idx=own, num_classes=full.num_classes, report=report
+    )

@@ -1,0 +1,274 @@
+"""Claim evaluation on hand-made results rows: statistics, pairing by seed and the yes/no verdict."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+
+from analysis.claims import (
+    CLAIMS_CSV_FIELDS,
+    evaluate_claims,
+    load_claims,
+    mean_ci,
+    parse_claim,
+    quantity_per_seed,
+    welch_ci,
+    write_claims_csv,
+)
+
+T_975_DF2 = 4.302652729  # Student t, 97.5 % quantile, 2 degrees of freedom (statistics tables)
+
+
+def row(seed: int, knn: float, status: str = "complete", **axes: str) -> dict:
+    return {"run": f"r{seed}", "status": status, "seed": str(seed), "knn_mean": str(knn), **axes}
+
+
+def test_mean_ci_matches_the_hand_computed_t_interval():
+    # [1, 2, 3]: mean 2, sample std 1 -> 2 ± t(0.975, 2) / sqrt(3)
+    mean, low, high = mean_ci([1.0, 2.0, 3.0])
+    half = T_975_DF2 / math.sqrt(3)
+    assert mean == 2.0
+    assert low == pytest.approx(2 - half, abs=1e-6) and high == pytest.approx(2 + half, abs=1e-6)
+
+
+def test_mean_ci_of_one_value_has_no_interval_and_of_none_no_mean():
+    assert mean_ci([0.7]) == (0.7, None, None)
+    assert mean_ci([]) == (None, None, None)
+
+
+def test_welch_interval_matches_hand_computation():
+    # a = [1, 2, 3] (var 1), b = [5, 7] (var 2): se^2 = 1/3 + 1, df = (4/3)^2 / ((1/3)^2/2 + 1^2/1) = 32/19
+    diff, low, high = welch_ci([1.0, 2.0, 3.0], [5.0, 7.0])
+    from scipy import stats
+
+    half = stats.t.ppf(0.975, 32 / 19) * math.sqrt(4 / 3)
+    assert diff == -4.0
+    assert low == pytest.approx(-4 - half) and high == pytest.approx(-4 + half)
+
+
+def test_drop_is_paired_by_seed_and_drops_unpaired_seeds():
+    # prepare: seed 2 has no dir0.1 run; seed order differs between the two ends
+    rows = [
+        row(0, 0.80, split="iid"),
+        row(1, 0.70, split="iid"),
+        row(2, 0.90, split="iid"),
+        row(1, 0.65, split="dir0.1"),
+        row(0, 0.60, split="dir0.1"),
+        row(2, 0.10, status="failed", split="dir0.1"),
+    ]
+    claim = parse_claim(
+        {
+            "id": 1,
+            "claim": "x",
+            "expect": "a > b",
+            "a": {"quantity": "drop", "from": {"split": "iid"}, "to": {"split": "dir0.1"}},
+            "b": {"quantity": "knn_mean", "where": {"split": "iid"}},
+        }
+    )
+    # execute
+    drops = quantity_per_seed(rows, claim.a)
+    # assert: 0.80-0.60 and 0.70-0.65; the failed seed-2 row is ignored
+    assert drops.keys() == {"0", "1"}
+    assert drops["0"] == pytest.approx(0.20) and drops["1"] == pytest.approx(0.05)
+
+
+def _mim_vs_cl(rows):
+    claim = parse_claim(
+        {
+            "id": 1,
+            "claim": "MAE drops less than SimSiam",
+            "expect": "a < b",
+            "a": {
+                "quantity": "drop",
+                "where": {"method": "mae"},
+                "from": {"split": "iid"},
+                "to": {"split": "dir0.1"},
+            },
+            "b": {
+                "quantity": "drop",
+                "where": {"method": "simsiam"},
+                "from": {"split": "iid"},
+                "to": {"split": "dir0.1"},
+            },
+        }
+    )
+    return evaluate_claims(rows, [claim])[0]
+
+
+def _drop_rows(mae_drops, simsiam_drops):
+    rows = []
+    for method, drops in (("mae", mae_drops), ("simsiam", simsiam_drops)):
+        for seed, d in enumerate(drops):
+            rows += [
+                row(seed, 0.8, method=method, split="iid"),
+                row(seed, 0.8 - d, method=method, split="dir0.1"),
+            ]
+    return rows
+
+
+def test_clear_separation_is_reproduced_with_a_paired_difference():
+    # prepare: MAE drops 0.01-0.02, SimSiam 0.10-0.12
+    result = _mim_vs_cl(_drop_rows([0.01, 0.02, 0.015], [0.10, 0.12, 0.11]))
+    # assert
+    assert result.reproduced and result.pairing == "paired" and result.seeds == 3
+    assert result.a.mean == pytest.approx(0.015) and result.b.mean == pytest.approx(0.11)
+    assert result.diff_mean == pytest.approx(-0.095) and result.diff_high < 0
+    assert result.a.description == "kNN drop iid->dir0.1 (method=mae)"
+
+
+def test_means_in_the_right_order_but_ci_crossing_zero_is_not_reproduced():
+    # prepare: mean drop MAE 0.04 < SimSiam 0.05, but the per-seed differences change sign
+    result = _mim_vs_cl(_drop_rows([0.01, 0.09, 0.02], [0.06, 0.03, 0.06]))
+    # assert
+    assert result.a.mean < result.b.mean
+    assert result.diff_low < 0 < result.diff_high
+    assert not result.reproduced
+    assert any("does not exclude 0" in r for r in result.reasons)
+
+
+def test_one_seed_gives_no_interval_and_no_verdict_yes():
+    result = _mim_vs_cl(_drop_rows([0.01], [0.20]))
+    assert result.a.low is None and result.diff_low is None and result.seeds == 1
+    assert not result.reproduced
+    assert any("fewer than 2 seeds" in r for r in result.reasons)
+
+
+def test_missing_rows_are_not_reproduced_and_say_which_selection_is_empty():
+    # prepare: SimSiam's dir0.1 runs all failed
+    rows = [r for r in _drop_rows([0.01, 0.02, 0.015], [0.10, 0.12, 0.11])]
+    for r in rows:
+        if r["method"] == "simsiam" and r["split"] == "dir0.1":
+            r["status"] = "failed"
+    # execute
+    result = _mim_vs_cl(rows)
+    # assert
+    assert not result.reproduced and result.b.mean is None
+    assert any(
+        "b: no complete row" in r and "method=simsiam, split=dir0.1" in r and "3 not complete" in r
+        for r in result.reasons
+    )
+
+
+def _connectivity_claim():
+    return parse_claim(
+        {
+            "id": 2,
+            "claim": "accuracy rises with connectivity",
+            "expect": "a > b",
+            "a": {"quantity": "knn_mean", "where": {"graph": "full"}},
+            "b": {"quantity": "knn_mean", "where": {"graph": "ring"}},
+            "monotone": {"axis": "graph", "order": ["ring", "rr4", "full"]},
+        }
+    )
+
+
+def _graph_rows(means):
+    return [row(seed, m + 0.001 * seed, graph=g) for g, m in means.items() for seed in range(3)]
+
+
+def test_monotone_order_holding_is_reproduced():
+    result = evaluate_claims(_graph_rows({"ring": 0.6, "rr4": 0.65, "full": 0.7}), [_connectivity_claim()])[0]
+    assert result.reproduced
+    assert result.monotone.holds and list(result.monotone.means) == ["ring", "rr4", "full"]
+
+
+def test_monotone_violated_is_not_reproduced_even_when_a_beats_b():
+    # prepare: full > ring clearly, but random-regular beats full
+    result = evaluate_claims(_graph_rows({"ring": 0.6, "rr4": 0.75, "full": 0.7}), [_connectivity_claim()])[0]
+    # assert
+    assert result.diff_low > 0 and not result.monotone.holds
+    assert not result.reproduced
+    assert any("monotone order along graph violated" in r for r in result.reasons)
+
+
+def test_monotone_level_without_runs_is_not_reproduced():
+    result = evaluate_claims(_graph_rows({"ring": 0.6, "full": 0.7}), [_connectivity_claim()])[0]
+    assert not result.reproduced and result.monotone.means["rr4"] is None
+    assert any("no complete rows for graph = rr4" in r for r in result.reasons)
+
+
+def test_unmatched_seeds_fall_back_to_welch():
+    # prepare: seed 2 of ring failed
+    rows = _graph_rows({"ring": 0.6, "full": 0.7})
+    rows = [r for r in rows if not (r["graph"] == "ring" and r["seed"] == "2")]
+    claim = parse_claim(
+        {
+            "id": 2,
+            "claim": "c",
+            "expect": "a > b",
+            "a": {"quantity": "knn_mean", "where": {"graph": "full"}},
+            "b": {"quantity": "knn_mean", "where": {"graph": "ring"}},
+        }
+    )
+    # execute
+    result = evaluate_claims(rows, [claim])[0]
+    # assert
+    assert result.pairing == "welch" and result.seeds == 2
+    assert result.diff_mean == pytest.approx(0.7 + 0.001 - (0.6 + 0.0005))
+    assert any("Welch" in r for r in result.reasons)
+
+
+def test_claims_csv_has_exactly_the_issue_columns(tmp_path):
+    # prepare
+    result = _mim_vs_cl(_drop_rows([0.01, 0.02, 0.015], [0.10, 0.12, 0.11]))
+    # execute
+    path = write_claims_csv([result], tmp_path / "claims.csv")
+    # assert
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert (
+        tuple(reader.fieldnames)
+        == CLAIMS_CSV_FIELDS
+        == (
+            "claim",
+            "quantity_a",
+            "mean_a",
+            "ci_low_a",
+            "ci_high_a",
+            "quantity_b",
+            "mean_b",
+            "ci_low_b",
+            "ci_high_b",
+            "seeds",
+            "reproduced",
+        )
+    )
+    assert rows[0]["claim"] == "1: MAE drops less than SimSiam"
+    assert rows[0]["seeds"] == "3" and rows[0]["reproduced"] == "yes"
+    assert float(rows[0]["mean_a"]) == pytest.approx(0.015)
+
+
+def test_load_claims_reads_the_grid_and_rejects_a_bad_expect(tmp_path):
+    # prepare
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(
+        "axes: {graph: [ring, full]}\n"
+        "claims:\n"
+        "  - id: 2\n"
+        "    claim: rises\n"
+        "    a: {quantity: knn_mean, where: {graph: full}}\n"
+        "    b: {quantity: knn_mean, where: {graph: ring}}\n"
+        "    expect: a > b\n"
+        "    monotone: {axis: graph, order: [ring, full]}\n"
+    )
+    # execute
+    claims = load_claims(grid)
+    # assert
+    assert len(claims) == 1 and claims[0].expect == ">" and claims[0].monotone.order == ("ring", "full")
+    assert claims[0].label == "2: rises"
+    with pytest.raises(ValueError, match="expect"):
+        parse_claim(
+            {"id": 3, "a": {"quantity": "knn_mean"}, "b": {"quantity": "knn_mean"}, "expect": "a ~ b"}
+        )
+    with pytest.raises(ValueError, match="drop"):
+        parse_claim(
+            {
+                "id": 4,
+                "a": {"quantity": "drop", "from": {"split": "iid"}},
+                "b": {"quantity": "knn_mean"},
+                "expect": "a < b",
+            }
+        )
