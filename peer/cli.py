@@ -356,10 +356,14 @@ def _build_peer(prog: str, args: argparse.Namespace, credentials_dir: Path) -> P
 
 
 def _watch_stdin(peer: Peer) -> None:
-    """ssh launches: the launcher holding our stdin went away -> stop cleanly."""
+    """ssh launches: the launcher holding our stdin went away -> stop cleanly.
+
+    It reads the raw file descriptor, never ``sys.stdin``: a thread blocked inside the buffered
+    reader holds its lock, and a process forked meanwhile (hivemind's DHT) would deadlock closing
+    its inherited ``sys.stdin`` at start, as would this interpreter's own shutdown."""
 
     def watch() -> None:
-        while sys.stdin.buffer.read(4096):
+        while os.read(sys.stdin.fileno(), 4096):
             pass
         peer.request_stop("stdin closed")
 

@@ -74,14 +74,20 @@ def test_ssh_command_line_names_no_credential_file(tmp_path):
 
 @pytest.mark.swarm
 @pytest.mark.slow
+class _SshHere(CredentialsOverStdin):
+    """What SshTransport does to a peer (credentials on stdin, stdin held open, stop on its EOF),
+    without ssh: the real sshd run is tests/engines/test_ssh.py."""
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        return [*super().wrap(argv), "--stop-on-stdin-eof"]
+
+
 def test_peers_started_with_credentials_on_stdin_gossip_over_mutual_tls(tmp_path, reaper):
-    # prepare: a 2-peer swarm whose peers read TLS files + secret from stdin (as over ssh)
+    # prepare: a 2-peer swarm whose peers read TLS files + secret from stdin and watch it (as over ssh)
     plan = tiny_plan(2, "t-stdin-creds", steps=6)
     secret = tmp_path / "secret"
     secret.write_text(SECRET)
-    swarm = reaped_swarm(
-        plan, tmp_path, reaper, transports={p.peer_id: CredentialsOverStdin() for p in plan.peers}
-    )
+    swarm = reaped_swarm(plan, tmp_path, reaper, transports={p.peer_id: _SshHere() for p in plan.peers})
     run = swarm.run
     swarm.peer_args = security_args(plan, run, insecure=False, secret_file=secret)
     try:
