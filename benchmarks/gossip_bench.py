@@ -54,9 +54,10 @@ FP16_ATOL = 4e-3  # fp16 rounding of N(0,1) values (|x| < 8: error < 2^-11 * 8),
 
 def resnet18_num_floats() -> int:
     """Number of parameters of timm's resnet18: the length of the flat buffer a peer publishes."""
-    import timm
+    from peer.torchvision_shim import ensure_torchvision_importable
 
-    import peer  # noqa: F401  (installs the torchvision shim before timm is imported)
+    ensure_torchvision_importable()  # before timm is imported (timm imports torchvision)
+    import timm
 
     model = timm.create_model("resnet18", pretrained=False)
     flat = torch.nn.utils.parameters_to_vector(model.parameters())

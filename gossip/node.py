@@ -34,7 +34,7 @@ import grpc
 import torch
 
 from gossip import _grpc, robust
-from gossip.client import PullFailed, call_hello, call_pull, open_channel
+from gossip.client import PullFailed, call_hello, call_pull, open_channel, pull_timeout
 from gossip.faults import FaultInterceptor
 from gossip.hook import MixResult, NeighbourReport
 from gossip.round_mixer import RoundMixer, neighbourhood_embeddings
@@ -263,7 +263,7 @@ class GossipNode:
                 self._channel(address),
                 self._pull_request(round),
                 assembler,
-                self.config.pull_deadline_s,
+                pull_timeout(self.config.pull_deadline_s),
                 self._auth,
             )
         except PullFailed as exc:

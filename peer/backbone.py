@@ -32,8 +32,6 @@ import torch
 from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
 from torch import nn
 
-import peer  # noqa: F401  (installs the torchvision shim before timm is imported)
-
 log = logging.getLogger(__name__)
 
 STEMS = ("stock", "no_maxpool", "cifar")

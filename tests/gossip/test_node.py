@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from gossip import _grpc
+from gossip.client import pull_timeout
 from gossip.node import BindError, GossipNode, NodeConfig
 from protocol import gossip_pb2 as pb
 from protocol import gossip_pb2_grpc
@@ -267,3 +268,10 @@ async def test_recycled_result_buffer_is_reused_and_fully_overwritten():
         # assert
         assert second.params.data_ptr() == first.params.data_ptr()
         torch.testing.assert_close(second.params, (xa + xb) / 2)
+
+
+def test_a_pull_leaves_a_margin_of_its_round_deadline_for_the_mix():
+    # execute / assert: 5 % of the deadline, at most a quarter second
+    assert pull_timeout(0.5) == 0.475
+    assert pull_timeout(10.0) == 9.75
+    assert pull_timeout(100.0) == 99.75
