@@ -243,8 +243,8 @@ def _run(args: argparse.Namespace, argv: list[str], name: str, faulted: bool) ->
         f"{len(schedule.events)} fault events, deadline {args.deadline_s:g} s; run dir {swarm.run.path}",
         flush=True,
     )
-    watch = _Watch(ids, args.stall_s)
     swarm.start()
+    watch = _Watch(ids, args.stall_s)  # stalls count from here: 16 peers take minutes to get ready
     runner = FaultRunner(swarm, schedule).start()
     started = time.time()
     try:
