@@ -9,9 +9,11 @@ failed / refused, the longest round vs the deadline and the RSS slope per peer, 
 
     RESULT hangs=<n> partial_states=<n> max_round_over_deadline=<x> rss_slope_mb_per_h=<x>
 
-* hangs: rounds whose pull phase exceeded deadline + ``--grace-s``, rounds the trainer gave up on
-  ("mix timeout"), plus stalls — a running peer that is not under a process fault and logged no
-  round for ``--stall-s`` seconds (counted once per stall).
+* hangs: rounds whose pull phase exceeded deadline + ``--grace-s``, rounds that failed or timed
+  out ("mix timeout"), plus stalls — two consecutive rounds of one process incarnation more than
+  ``--stall-s`` seconds apart with no fault on that peer in between (read from the metrics and the
+  timeline after the run, so a restart from an older checkpoint is no stall).
+* restart_to_round_s_max: the longest time from a restart to the new process's first round.
 * partial_states: rounds whose logged realised mixing row is not a complete mix over exactly the
   neighbours that answered (W_ii + Σ W_ij ≠ 1, an answering neighbour with weight 0, or a
   non-answering one with weight ≠ 0). The gossip core writes a mix into a fresh buffer only after
@@ -56,6 +58,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from analysis.timeline import read_timeline  # noqa: E402
 from launcher.fault_control import with_fault_injection  # noqa: E402
 from launcher.fault_runner import FaultRunner  # noqa: E402
 from launcher.fault_schedule import FaultSchedule, generate_schedule, kill_schedule  # noqa: E402
@@ -63,7 +66,7 @@ from launcher.processes import SwarmProcesses  # noqa: E402
 from launcher.run_setup import create_run_dir, write_manifest, write_peer_configs  # noqa: E402
 from launcher.spec import plan_from_dict  # noqa: E402
 from peer.metrics import read_metrics  # noqa: E402
-from peer.rundir import METRICS_FILE  # noqa: E402
+from peer.rundir import METRICS_FILE, TIMELINE_FILE, peer_dir  # noqa: E402
 
 BASE = {
     "name": "soak",
@@ -131,6 +134,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--slow-peer", type=float, default=1.0, help="peer p1 is this many times slower")
     p.add_argument("--deadline-s", type=float, default=3.0, help="the pull deadline of every round")
     p.add_argument("--baseline", action="store_true", help="first run the same swarm without faults")
+    p.add_argument(
+        "--report-only", type=Path, default=None, metavar="RUN_DIR", help="re-read a finished soak run"
+    )
     return p
 
 
@@ -153,33 +159,17 @@ def _swarm(args: argparse.Namespace, argv: list[str], name: str) -> SwarmProcess
 
 
 class _Watch:
-    """Per-peer RSS samples (one series per process incarnation) and stalls: a running peer that is
-    not under a process fault and logged no round for ``stall_s`` seconds (counted once per stall)."""
+    """Per-peer RSS samples, one series per process incarnation."""
 
-    def __init__(self, ids: list[str], stall_s: float):
-        self.ids, self.stall_s = ids, stall_s
+    def __init__(self, ids: list[str]):
+        self.ids = ids
         self.rss: dict[tuple[str, int], list[tuple[float, int]]] = defaultdict(list)
-        self.stalls = 0
-        self._last_round = {i: -1 for i in ids}
-        self._progress_at = {i: time.monotonic() for i in ids}
-        self._stalled: set[str] = set()
 
-    def sample(self, swarm: SwarmProcesses, runner: FaultRunner) -> None:
-        now = time.monotonic()
-        rounds_now = runner.rounds.poll()
+    def sample(self, swarm: SwarmProcesses) -> None:
         for peer_id in self.ids:
             proc = swarm.processes.get(peer_id)
             if proc is not None and proc.alive():
                 self.rss[(peer_id, proc.pid)].append((time.time(), group_rss(proc.pid)))
-            if rounds_now.get(peer_id, -1) > self._last_round[peer_id] or runner.faulted(peer_id):
-                self._last_round[peer_id] = rounds_now.get(peer_id, -1)
-                self._progress_at[peer_id] = now
-                self._stalled.discard(peer_id)
-            elif now - self._progress_at[peer_id] > self.stall_s and peer_id not in self._stalled:
-                self._stalled.add(peer_id)
-                self.stalls += 1
-                idle = now - self._progress_at[peer_id]
-                print(f"soak: {peer_id} logged no round for {idle:.0f} s while not faulted", flush=True)
 
     def slopes(self, min_fit_s: float, since: float = 0.0, peer_id: str | None = None) -> list[float]:
         """RSS slopes (MB/h) of the incarnations (of ``peer_id``, or of every peer), fitted on their
@@ -194,6 +184,56 @@ class _Watch:
             ):
                 fits.append(slope_mb_per_h(window))
         return fits
+
+
+def _events(run_dir: Path, event: str, peer_id: str | None = None) -> list[dict]:
+    timeline = read_timeline(run_dir / TIMELINE_FILE)
+    return [e for e in timeline if e["event"] == event and (peer_id is None or e["peer"] == peer_id)]
+
+
+def _incarnations(run_dir: Path, peer_id: str) -> list[list[dict]]:
+    """A peer's round records split at each time it was (re)started."""
+    starts = [e["t"] for e in _events(run_dir, "spawned", peer_id)] + [float("inf")]
+    records = read_metrics(peer_dir(run_dir, peer_id) / METRICS_FILE, kind="round")
+    return [[r for r in records if a <= r["time"] < b] for a, b in zip(starts, starts[1:])]
+
+
+def stalls(run_dir: Path, ids: list[str], stall_s: float) -> list[tuple[str, float]]:
+    """Gaps of more than ``stall_s`` between two consecutive rounds of one process incarnation that
+    no fault on that peer explains (a fault event inside the gap), as (peer, seconds)."""
+    found = []
+    for peer_id in ids:
+        faults = [e["t"] for e in _events(run_dir, "fault", peer_id)]
+        for records in _incarnations(run_dir, peer_id):
+            times = [r["time"] for r in records]
+            for a, b in zip(times, times[1:]):
+                if b - a > stall_s and not any(a <= t <= b for t in faults):
+                    found.append((peer_id, b - a))
+    return found
+
+
+def restart_latencies(run_dir: Path, ids: list[str]) -> list[float]:
+    """Seconds from each restart (spawn) to the restarted incarnation's first logged round."""
+    out = []
+    for peer_id in ids:
+        spawns = [e["t"] for e in _events(run_dir, "spawned", peer_id)]
+        for spawned, records in zip(spawns[1:], _incarnations(run_dir, peer_id)[1:]):
+            if records:
+                out.append(records[0]["time"] - spawned)
+    return out
+
+
+def rejoin_rounds(run_dir: Path) -> list[int]:
+    """Per restart: the restarted peer's rounds up to its first round with a neighbour answering."""
+    out = []
+    for event in _events(run_dir, "fault"):
+        if event["action"] != "restart" or not event.get("applied"):
+            continue
+        path = peer_dir(run_dir, event["peer"]) / METRICS_FILE
+        after = [r for r in read_metrics(path, kind="round") if r["time"] > event["t"] and "error" not in r]
+        first = next((i for i, r in enumerate(after) if r["answered"] > 0), None)
+        out.append(first + 1 if first is not None else len(after) + 1)
+    return out
 
 
 def _peer_tally(records: list[dict], deadline: float, grace_s: float) -> dict[str, float]:
@@ -244,7 +284,7 @@ def _run(args: argparse.Namespace, argv: list[str], name: str, faulted: bool) ->
         flush=True,
     )
     swarm.start()
-    watch = _Watch(ids, args.stall_s)  # stalls count from here: 16 peers take minutes to get ready
+    watch = _Watch(ids)
     runner = FaultRunner(swarm, schedule).start()
     started = time.time()
     try:
@@ -252,7 +292,7 @@ def _run(args: argparse.Namespace, argv: list[str], name: str, faulted: bool) ->
         while time.monotonic() < until:
             time.sleep(args.sample_s)
             swarm.poll()
-            watch.sample(swarm, runner)
+            watch.sample(swarm)
     finally:
         runner.close()
         ended = time.time()
@@ -270,19 +310,6 @@ def images_per_s(run: SoakRun) -> float:
         if records:
             images += (records[-1]["step"] - (before[-1] if before else 0)) * peer.config.train.batch_size
     return images / max(run.ended - run.started, 1e-9)
-
-
-def rejoin_rounds(run: SoakRun) -> list[int]:
-    """Per restart: the restarted peer's rounds up to its first round with a neighbour answering."""
-    out = []
-    for event in run.swarm.timeline.events("fault"):
-        if event["action"] != "restart" or not event.get("applied"):
-            continue
-        path = run.swarm.run.peer_dir(event["peer"]) / METRICS_FILE
-        after = [r for r in read_metrics(path, kind="round") if r["time"] > event["t"] and "error" not in r]
-        first = next((i for i, r in enumerate(after) if r["answered"] > 0), None)
-        out.append(first + 1 if first is not None else len(after) + 1)
-    return out
 
 
 def _report(run: SoakRun, args: argparse.Namespace) -> dict[str, float]:
@@ -306,7 +333,10 @@ def _report(run: SoakRun, args: argparse.Namespace) -> dict[str, float]:
     fired = [e["action"] for e in run.swarm.timeline.events("fault")]
     kinds = ", ".join(f"{a}={fired.count(a)}" for a in sorted(set(fired)))
     slopes = run.watch.slopes(args.min_fit_s, since)
-    totals["hangs"] = totals["over"] + run.watch.stalls
+    stalled = stalls(run.swarm.run.path, run.watch.ids, args.stall_s)
+    for peer_id, gap in stalled:
+        print(f"soak: {peer_id} logged no round for {gap:.0f} s while not faulted", flush=True)
+    totals["hangs"] = totals["over"] + len(stalled)
     totals["slope"] = max(slopes) if slopes else float("nan")
     totals["images_per_s"] = images_per_s(run)
     print(
@@ -318,17 +348,43 @@ def _report(run: SoakRun, args: argparse.Namespace) -> dict[str, float]:
     return totals
 
 
+def report_only(run_dir: Path, args: argparse.Namespace) -> None:
+    """What can be re-read from a finished run's files (no RSS samples, no baseline)."""
+    ids = sorted(d.name for d in (run_dir / "peers").iterdir())
+    tallies = [
+        _peer_tally(
+            read_metrics(peer_dir(run_dir, i) / METRICS_FILE, kind="round"), args.deadline_s, args.grace_s
+        )
+        for i in ids
+    ]
+    stalled, rejoins = stalls(run_dir, ids, args.stall_s), rejoin_rounds(run_dir)
+    latencies = restart_latencies(run_dir, ids)
+    print(
+        f"REREAD hangs={sum(t['over'] for t in tallies) + len(stalled)} stalls={len(stalled)} "
+        f"partial_states={sum(t['partial'] for t in tallies)} "
+        f"rounds_past_deadline={sum(t['past'] for t in tallies)} "
+        f"rejoin_rounds_max={max(rejoins, default=0)} restarts={len(rejoins)} "
+        f"restart_to_round_s_max={max(latencies, default=0.0):.1f}",
+        flush=True,
+    )
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    if args.report_only is not None:
+        report_only(args.report_only, args)
+        return 0
     baseline = _report(_run(args, argv, "soak-baseline", faulted=False), args) if args.baseline else None
     churn = _run(args, argv, "soak", faulted=True)
     totals = _report(churn, args)
-    rejoins = rejoin_rounds(churn)
+    rejoins = rejoin_rounds(churn.swarm.run.path)
+    latencies = restart_latencies(churn.swarm.run.path, churn.watch.ids)
     ratio = totals["images_per_s"] / baseline["images_per_s"] if baseline else float("nan")
     print(
         f"RESULT hangs={totals['hangs']:.0f} partial_states={totals['partial']:.0f} "
         f"rounds_past_deadline={totals['past']:.0f} rejoin_rounds_max={max(rejoins, default=0)} "
-        f"restarts={len(rejoins)} throughput_ratio={ratio:.3f} "
+        f"restarts={len(rejoins)} restart_to_round_s_max={max(latencies, default=0.0):.1f} "
+        f"throughput_ratio={ratio:.3f} "
         f"max_round_over_deadline={totals['longest'] / args.deadline_s:.3f} "
         f"rss_slope_mb_per_h={totals['slope']:.1f}",
         flush=True,

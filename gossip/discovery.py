@@ -215,17 +215,20 @@ class DHTDiscovery:
         )
         return cls(config, dht, maddrs)
 
-    def leave(self) -> None:
-        """Stop heart-beating and overwrite our record with a tombstone, so others drop us at once."""
+    def leave(self, timeout_s: float | None = None) -> None:
+        """Stop heart-beating and overwrite our record with a tombstone, so others drop us at once.
+        ``timeout_s`` bounds the whole leave (a stopping peer's remaining budget)."""
         self._stop.set()
+        full = self.config.request_timeout_s + self.config.heartbeat
         thread = self._heartbeat
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=self.config.request_timeout_s + self.config.heartbeat)
+            thread.join(timeout=full if timeout_s is None else min(full, 0.4 * timeout_s))
         with self._state_lock:
             record, self._record = self._record, None
         if record is None:
             return
-        if self._store(record.peer_id, TOMBSTONE):
+        store_timeout = None if timeout_s is None else min(self.config.request_timeout_s, 0.6 * timeout_s)
+        if self._store(record.peer_id, TOMBSTONE, store_timeout):
             logger.info("peer %s left swarm %r", record.peer_id, self.config.swarm_id)
         else:
             logger.warning(
@@ -234,18 +237,20 @@ class DHTDiscovery:
                 self.config.ttl_s,
             )
 
-    def close(self) -> None:
-        """Leave, then shut the DHT process down (bounded time). Idempotent."""
+    def close(self, timeout_s: float | None = None) -> None:
+        """Leave, then shut the DHT process down; within ``timeout_s`` when given (60 % to leave,
+        the rest to the shutdown), else each step within its configured timeout. Idempotent."""
         with self._state_lock:
             if self._closed:
                 return
             self._closed = True
         try:
-            self.leave()
+            self.leave(None if timeout_s is None else 0.6 * timeout_s)
         except Exception:
             logger.warning("leaving the swarm failed during close", exc_info=True)
+        shutdown = self.config.shutdown_timeout_s
         with self._send_lock:  # no request may race the shutdown message on the pipe
-            _stop_dht(self._dht, self.config.shutdown_timeout_s)
+            _stop_dht(self._dht, shutdown if timeout_s is None else min(shutdown, 0.3 * timeout_s))
         logger.info("discovery for swarm %r closed", self.config.swarm_id)
 
     def __enter__(self) -> DHTDiscovery:
@@ -315,20 +320,21 @@ class DHTDiscovery:
 
     # ---- internals -------------------------------------------------------------------------
 
-    def _call(self, submit: Callable[[], Any], what: str) -> Any:
-        """Send one request to the DHT process and wait for it with the configured deadline."""
+    def _call(self, submit: Callable[[], Any], what: str, timeout: float | None = None) -> Any:
+        """Send one request to the DHT process and wait for it with the configured deadline (or
+        ``timeout``)."""
         if not self._dht.is_alive():  # a dead DHT process would only ever time out
             raise DiscoveryError(f"the DHT process has exited (exit code {self._dht.exitcode})")
         with self._send_lock:
             future = submit()
+        deadline = self.config.request_timeout_s if timeout is None else timeout
         try:
-            return future.result(timeout=self.config.request_timeout_s)
+            return future.result(timeout=deadline)
         except _TIMEOUTS:
             future.cancel()
-            deadline = self.config.request_timeout_s
             raise TimeoutError(f"DHT {what} did not answer within {deadline:g} s") from None
 
-    def _store(self, peer_id: str, value: bytes) -> bool:
+    def _store(self, peer_id: str, value: bytes, timeout: float | None = None) -> bool:
         """Store under our subkey with an expiration later than anything we stored before."""
         with self._state_lock:
             expiration = max(get_dht_time() + self.config.ttl_s, self._expiration + _MIN_EXPIRATION_STEP)
@@ -340,6 +346,7 @@ class DHTDiscovery:
                         self.config.key, value, expiration, subkey=peer_id, return_future=True
                     ),
                     "store",
+                    timeout,
                 )
             )
         except Exception as exc:

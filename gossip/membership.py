@@ -25,7 +25,9 @@ class Membership(Protocol):
         """Publish (or refresh) our own record."""
         ...
 
-    def close(self) -> None: ...
+    def close(self, timeout_s: float | None = None) -> None:
+        """Leave the swarm; within ``timeout_s`` when given (a stopping peer's remaining budget)."""
+        ...
 
 
 def parse_peer_list(text: str) -> dict[str, str]:
@@ -62,5 +64,5 @@ class StaticMembership:
     def announce(self, record: PeerRecord) -> None:
         self._records[record.peer_id] = record
 
-    def close(self) -> None:
+    def close(self, timeout_s: float | None = None) -> None:
         pass

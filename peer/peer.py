@@ -94,6 +94,7 @@ class Peer:
         self.join_command: str | None = None
         self.caught_up: dict[str, Any] = {"how": "fresh"}
         self._signal: str | None = None
+        self._stop_requested_at: float | None = None  # monotonic time of the stop request
         self._watchdog: threading.Thread | None = None
         self.security = self._security()
 
@@ -260,10 +261,17 @@ class Peer:
 
     # -- stop -------------------------------------------------------------------------------------
 
+    def _stop_budget_left(self) -> float | None:
+        """Seconds left of the stop deadline, less 2 s for the exit (None when no stop was asked)."""
+        if self._stop_requested_at is None:
+            return None
+        return max(0.5, self.options.stop_deadline_s - (time.monotonic() - self._stop_requested_at) - 2.0)
+
     def request_stop(self, reason: str) -> None:
         """Ask for a clean stop (signal-handler safe); a watchdog enforces the deadline."""
         if self._signal is not None:
             return
+        self._stop_requested_at = time.monotonic()
         self._signal = reason
         if self.trainer is not None:
             self.trainer.request_stop()
@@ -280,17 +288,22 @@ class Peer:
         os._exit(3)
 
     def close(self) -> None:
-        """Leave the DHT and stop serving (each step bounded by its own timeout). Idempotent."""
+        """Leave the DHT and stop serving. After a stop request both fit in what is left of the stop
+        deadline (less a margin for the exit), else each step has its own timeout. Idempotent."""
         runner, self.runner = self.runner, None
         membership, self.membership = self.membership, None
+        left = self._stop_budget_left()
         if membership is not None:
-            try:
-                membership.close()  # leave first, so nobody picks us as a neighbour any more
+            try:  # leave first, so nobody picks us as a neighbour any more
+                membership.close(None if left is None else 0.7 * left)
             except Exception:
                 log.warning("closing discovery failed", exc_info=True)
         if runner is not None:
             try:
-                runner.close()
+                if left is None:
+                    runner.close()
+                else:  # what the leave left over
+                    runner.close(max(0.5, self._stop_budget_left()))
             except Exception:
                 log.warning("closing the gossip runner failed", exc_info=True)
 

@@ -396,3 +396,18 @@ def test_close_is_idempotent_and_ends_the_dht(start):
     with pytest.raises(DiscoveryError, match="after close"):
         b.announce(_record("b"))
     _wait(lambda: _ids(a) == [], SEEN_TIMEOUT_S, "b to be gone from a after close")
+
+
+def test_close_with_a_budget_ends_in_time_even_when_the_dht_ignores_its_shutdown(start, monkeypatch):
+    # prepare: an announced peer whose DHT process will not answer the shutdown request
+    discovery = start()
+    discovery.announce(_record("p0"))
+    dht = discovery._dht
+    monkeypatch.setattr(dht, "shutdown", lambda: time.sleep(60))
+    # execute
+    t0 = time.monotonic()
+    discovery.close(timeout_s=4.0)
+    elapsed = time.monotonic() - t0
+    # assert: leave (<= 60 %) + shutdown (<= 30 % + 1 s) + terminate/kill (<= 2 s), and the process is gone
+    assert elapsed < 4.0 + 3.5, elapsed
+    assert not dht.is_alive()
