@@ -87,12 +87,14 @@ class SwarmProgress:
             tail = self._tails.setdefault(peer_dir.name, _PeerTail())
             tail.read(peer_dir / rundir.METRICS_FILE)
         current = {p: t for p, t in self._tails.items() if live is None or p in live}
-        rounds = [t.train.get("round", t.round.get("round", 0)) for t in self._tails.values() if t.train]
+        logged = [t for t in self._tails.values() if t.train or t.round]
+        # a round record comes every round, a train record every log_every steps: take the newer
+        rounds = [max(t.train.get("round", 0), t.round.get("round", 0)) for t in logged]
         losses = [t.train["loss_avg"] for t in current.values() if _finite(t.train.get("loss_avg"))]
         return ProgressSnapshot(
             rounds_min=min(rounds) if rounds else None,
             rounds_max=max(rounds) if rounds else None,
-            steps=sum(int(t.train.get("step", 0)) for t in self._tails.values()),
+            steps=sum(max(int(t.train.get("step", 0)), int(t.round.get("step", 0))) for t in logged),
             loss=sum(losses) / len(losses) if losses else None,
             images_per_s=sum(float(t.train.get("images_per_s") or 0.0) for t in current.values()),
             answered=sum(int(t.round.get("answered") or 0) for t in current.values()),

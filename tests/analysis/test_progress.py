@@ -73,3 +73,14 @@ def test_the_final_table_lists_killed_crashed_and_restarted_peers(tmp_path):
     }
     assert all(peer_id in table for peer_id in ended)
     assert swarm.result_line().startswith("RESULT peers=2 min_rounds=9 knn_acc_mean=0.6000")
+
+
+def test_rounds_and_steps_follow_round_records_between_train_records(tmp_path):
+    # prepare: a train record every 5 rounds, a round record every round
+    metrics = tmp_path / "peers" / "p0" / "metrics.jsonl"
+    _append(metrics, _train(40, 2, 0.5, 100.0), _round(3, 2, 2), _round(4, 2, 2))
+    # execute
+    snapshot = SwarmProgress(tmp_path).snapshot()
+    # assert: round 4 at step 40 (the round record's step), the loss from the train record
+    assert (snapshot.rounds_min, snapshot.rounds_max, snapshot.steps) == (4, 4, 40)
+    assert snapshot.loss == 0.5
