@@ -12,6 +12,8 @@ run_plots.py     the run report's PNG plots (kNN, consensus, bytes, representati
 plots.py         plot helpers shared by both reports (Agg backend, event markers, colours, saving)
 results.py       a sweep's results.csv: its columns, written from the run manifests, read back typed
 claims.py        a grid's claims evaluated over seeds: means, Student-t CIs, paired differences, claims.csv
+                 with a decision per claim (confirmed / refuted / equivalence / underpowered)
+power.py         power first: Student-t / Welch CIs, seeds needed for a half-width <= δ/2, the decision rule
 sweep_dir.py     a loaded sweep directory: results rows, grid, conditions, per-seed and grouping helpers
 sweep_plots.py   the sweep report's plots across runs (accuracy vs α, drop from IID, |Ā|, bytes)
 round_plots.py   the sweep report's plots over rounds (consensus per condition, fault runs)

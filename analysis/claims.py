@@ -10,15 +10,26 @@ A sweep's ``grid.yaml`` may carry a ``claims:`` list. Each claim compares two qu
         b: {quantity: drop, where: {method: simsiam}, from: {split: iid}, to: {split: dir0.1}}
         expect: a < b
         monotone: {axis: graph, order: [ring, rr4, full]}      # optional
+        delta: 0.01            # the smallest effect that matters, in the metric's units (> 0)
+        protocol: knn_mean     # optional: the results column both sides are measured on
 
 * ``where`` / ``from`` / ``to`` select rows by ``column == value`` (axis labels or resolved columns).
 * ``quantity`` is a numeric results column (``knn_mean`` ...) or ``drop``: per seed, the metric
   (``metric:``, default ``knn_mean``) at ``where + from`` minus at ``where + to``.
+* ``protocol`` (optional) names the results column the claim rests on (``knn_mean``,
+  ``linear_mean``, a θ̄ column ...): a ``drop`` side measures that column's drop, any other side
+  that column itself. Without it, each side's ``quantity`` / ``metric`` says.
 * Statistics: mean over seeds with a 95 % Student-t CI; the comparison is the per-seed paired
   difference a − b (Welch's unequal-variance interval when a and b were not run on the same seeds).
-* ``reproduced`` is ``yes`` only when the means satisfy ``expect``, the difference's 95 % CI
-  excludes 0 on the claimed side, and the ``monotone`` order (if given) holds on the means of ``a``'s
-  quantity along the axis (``where`` with the axis replaced by each level).
+* The decision (issue 14, items 4-5; :func:`analysis.power.decide`) rests on the *effect*: the
+  paired difference signed in the paper's direction (b − a for ``a < b``, a − b for ``a > b``), its
+  95 % CI and ``delta`` (δ > 0): ``confirmed`` (CI above 0), ``refuted`` (CI below 0), ``refuted
+  (equivalence)`` (CI inside ±δ), else ``underpowered`` (half-width > δ/2, stated with the seeds
+  the observed spread needs), ``no delta`` or ``no data``. The ``monotone`` order is reported
+  beside it, checked on the means only.
+* ``reproduced`` (kept for older readers) is ``yes`` only when the means satisfy ``expect``, the
+  difference's 95 % CI excludes 0 on the claimed side, and the ``monotone`` order (if given) holds
+  on the means of ``a``'s quantity along the axis (``where`` with the axis replaced by each level).
 
 Only ``status == complete`` rows count; everything else is excluded before any statistic.
 """
@@ -28,17 +39,29 @@ from __future__ import annotations
 import csv
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
-from scipy import stats
+
+from analysis import power
+from analysis.power import mean_ci, welch_ci  # re-exported: the sweep report and plots use them here
 
 CLAIMS_CSV_FIELDS = (
     "claim",
+    "metric",
+    "protocol",
+    "effect",  # mean per-seed difference, signed so that > 0 is the paper's direction
+    "ci_low",
+    "ci_high",
+    "half_width",
+    "delta",
+    "n_seeds",
+    "decision",
+    "seeds_needed",  # seeds the observed spread needs for a half-width <= delta / 2 (n >= 5)
     "quantity_a",
     "mean_a",
     "ci_low_a",
@@ -48,6 +71,7 @@ CLAIMS_CSV_FIELDS = (
     "ci_low_b",
     "ci_high_b",
     "seeds",
+    "monotone",
     "reproduced",
 )
 DEFAULT_METRIC = "knn_mean"
@@ -90,10 +114,18 @@ class Claim:
     b: Quantity
     expect: str  # "<" or ">": a < b or a > b
     monotone: Monotone | None = None
+    delta: float | None = None  # smallest effect that matters (metric units, > 0); None: no equivalence test
+    protocol: str | None = None  # the results column both sides rest on (None: as each side says)
 
     @property
     def label(self) -> str:
         return f"{self.id}: {self.text}"
+
+    @property
+    def metric(self) -> str:
+        """The results column(s) the claim is measured on, e.g. ``knn_mean``."""
+        columns = [q.metric if q.quantity == "drop" else q.quantity for q in (self.a, self.b)]
+        return columns[0] if columns[0] == columns[1] else " / ".join(columns)
 
 
 @dataclass(frozen=True)
@@ -131,6 +163,7 @@ class ClaimResult:
     monotone: MonotoneCheck | None
     reproduced: bool
     reasons: tuple[str, ...]  # why not reproduced / how it was computed (missing rows, Welch, n = 1)
+    assessment: power.Assessment  # the effect in the claim's direction, its CI and the decision
 
 
 # ---------------------------------------------------------------- parsing
@@ -159,6 +192,26 @@ def _parse_quantity(spec: Any, where: str) -> Quantity:
     return q
 
 
+def _parse_delta(spec: dict, cid: Any) -> float | None:
+    value = spec.get("delta")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"claim {cid}: delta must be a number > 0 (metric units), got {value!r}")
+    return float(value)
+
+
+def _on_protocol(q: Quantity, protocol: str | None, where: str) -> Quantity:
+    """Side ``q`` measured on column ``protocol``: a drop's metric, any other side's quantity."""
+    if protocol is None:
+        return q
+    if q.metric not in (DEFAULT_METRIC, protocol):
+        raise ValueError(f"{where}: metric {q.metric!r} contradicts the claim's protocol {protocol!r}")
+    if q.quantity == "drop":
+        return replace(q, metric=protocol)
+    return replace(q, quantity=protocol)
+
+
 def parse_claim(spec: dict) -> Claim:
     """One entry of ``claims:`` (see the module docstring) as a :class:`Claim`."""
     cid = spec.get("id", "?")
@@ -171,13 +224,16 @@ def parse_claim(spec: dict) -> Claim:
         if not isinstance(m, dict) or "axis" not in m or len(m.get("order") or []) < 2:
             raise ValueError(f"claim {cid}: monotone needs 'axis' and an 'order' of at least two levels")
         monotone = Monotone(axis=str(m["axis"]), order=tuple(str(v) for v in m["order"]))
+    protocol = None if spec.get("protocol") is None else str(spec["protocol"])
     return Claim(
         id=str(cid),
         text=str(spec.get("claim", "")),
-        a=_parse_quantity(spec.get("a"), f"claim {cid}.a"),
-        b=_parse_quantity(spec.get("b"), f"claim {cid}.b"),
+        a=_on_protocol(_parse_quantity(spec.get("a"), f"claim {cid}.a"), protocol, f"claim {cid}.a"),
+        b=_on_protocol(_parse_quantity(spec.get("b"), f"claim {cid}.b"), protocol, f"claim {cid}.b"),
         expect=match.group(1),
         monotone=monotone,
+        delta=_parse_delta(spec, cid),
+        protocol=protocol,
     )
 
 
@@ -185,40 +241,6 @@ def load_claims(grid_path: str | Path) -> list[Claim]:
     """The ``claims:`` of a sweep's grid.yaml ([] when it has none)."""
     grid = yaml.safe_load(Path(grid_path).read_text(encoding="utf-8")) or {}
     return [parse_claim(spec) for spec in (grid.get("claims") or [])]
-
-
-# ---------------------------------------------------------------- statistics
-
-
-def mean_ci(values: list[float], confidence: float = 0.95) -> tuple[float | None, float | None, float | None]:
-    """Mean and Student-t confidence interval; CI (None, None) for n = 1, all None for n = 0."""
-    x = np.asarray(list(values), dtype=float)
-    if x.size == 0:
-        return None, None, None
-    mean = float(x.mean())
-    if x.size == 1:
-        return mean, None, None
-    half = float(stats.t.ppf(0.5 + confidence / 2, df=x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
-    return mean, mean - half, mean + half
-
-
-def welch_ci(
-    a: list[float], b: list[float], confidence: float = 0.95
-) -> tuple[float | None, float | None, float | None]:
-    """Mean of a − mean of b with Welch's unequal-variance t interval (CI None when n < 2 on a side)."""
-    if not a or not b:
-        return None, None, None
-    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    diff = float(xa.mean() - xb.mean())
-    if xa.size < 2 or xb.size < 2:
-        return diff, None, None
-    va, vb = xa.var(ddof=1) / xa.size, xb.var(ddof=1) / xb.size
-    se = math.sqrt(va + vb)
-    if se == 0:
-        return diff, diff, diff
-    df = (va + vb) ** 2 / (va**2 / (xa.size - 1) + vb**2 / (xb.size - 1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, df=df) * se)
-    return diff, diff - half, diff + half
 
 
 # ---------------------------------------------------------------- evaluation
@@ -358,6 +380,9 @@ def evaluate_claim(rows: list[dict], claim: Claim) -> ClaimResult:
     ci_excludes = _ci_excludes_zero(claim, both, diff_low, diff_high, reasons)
     if monotone is not None and not monotone.holds:
         reasons.append(_monotone_reason(monotone))
+    first, second = (b, a) if claim.expect == "<" else (a, b)  # effect > 0: as claimed
+    assessment = power.assess(first.per_seed, second.per_seed, pairing == "paired", claim.delta)
+    reasons.extend(assessment.notes)
     return ClaimResult(
         claim=claim,
         a=a,
@@ -370,6 +395,7 @@ def evaluate_claim(rows: list[dict], claim: Claim) -> ClaimResult:
         monotone=monotone,
         reproduced=holds_means and ci_excludes and (monotone is None or monotone.holds),
         reasons=tuple(reasons),
+        assessment=assessment,
     )
 
 
@@ -385,29 +411,50 @@ def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.6g}"
 
 
+def _monotone_cell(m: MonotoneCheck | None) -> str:
+    if m is None:
+        return ""
+    steps = " -> ".join(f"{level} {_num(v) or '-'}" for level, v in m.means.items())
+    return f"{'holds' if m.holds else 'violated'}: {steps}"
+
+
+def _csv_row(r: ClaimResult) -> dict[str, Any]:
+    return {
+        "claim": r.claim.label,
+        "metric": r.claim.metric,
+        "protocol": power.describe_protocol(r.claim.metric),
+        "effect": _num(r.assessment.effect),
+        "ci_low": _num(r.assessment.low),
+        "ci_high": _num(r.assessment.high),
+        "half_width": _num(r.assessment.half_width),
+        "delta": _num(r.claim.delta),
+        "n_seeds": r.seeds,
+        "decision": r.assessment.decision,
+        "seeds_needed": "" if r.assessment.seeds_needed is None else r.assessment.seeds_needed,
+        "quantity_a": r.a.description,
+        "mean_a": _num(r.a.mean),
+        "ci_low_a": _num(r.a.low),
+        "ci_high_a": _num(r.a.high),
+        "quantity_b": r.b.description,
+        "mean_b": _num(r.b.mean),
+        "ci_low_b": _num(r.b.low),
+        "ci_high_b": _num(r.b.high),
+        "seeds": r.seeds,
+        "monotone": _monotone_cell(r.monotone),
+        "reproduced": "yes" if r.reproduced else "no",
+    }
+
+
 def write_claims_csv(results: list[ClaimResult], path: str | Path) -> Path:
-    """``claims.csv``: one row per claim with exactly :data:`CLAIMS_CSV_FIELDS`."""
+    """``claims.csv``: one row per claim with exactly :data:`CLAIMS_CSV_FIELDS` (effect, CI and
+    half-width are signed in the claim's direction; ``seeds`` = ``n_seeds``, kept for older readers)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=CLAIMS_CSV_FIELDS)
         writer.writeheader()
         for r in results:
-            writer.writerow(
-                {
-                    "claim": r.claim.label,
-                    "quantity_a": r.a.description,
-                    "mean_a": _num(r.a.mean),
-                    "ci_low_a": _num(r.a.low),
-                    "ci_high_a": _num(r.a.high),
-                    "quantity_b": r.b.description,
-                    "mean_b": _num(r.b.mean),
-                    "ci_low_b": _num(r.b.low),
-                    "ci_high_b": _num(r.b.high),
-                    "seeds": r.seeds,
-                    "reproduced": "yes" if r.reproduced else "no",
-                }
-            )
+            writer.writerow(_csv_row(r))
     return path
 
 

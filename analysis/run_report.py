@@ -12,6 +12,8 @@ events) and ``manifest.json``. Outputs, in the run dir: ``report.md`` and ``repo
 * bytes sent per round (per peer and swarm total);
 * representation diagnostics on the shared probe batch (:mod:`peer.probe`): per-peer collapse std
   and A-MMD to the neighbourhood-averaged model over rounds;
+* when ``consensus.json`` exists (:mod:`peer.consensus`, written by the launcher): the consensus
+  model θ̄'s kNN / linear / fine-tune accuracy in a row beside each live peer's final kNN / linear;
 
 every timeline plot carries the run's fault / crash / restart events as vertical lines.
 """
@@ -27,7 +29,7 @@ import numpy as np
 from analysis.diagnostics import write_diagnostics
 from analysis.run_plots import plot_bytes, plot_consensus, plot_knn, plot_representation
 from analysis.timeline import read_timeline
-from peer.rundir import MANIFEST_FILE, REPORT_FILE, TIMELINE_FILE
+from peer.rundir import CONSENSUS_FILE, MANIFEST_FILE, REPORT_FILE, TIMELINE_FILE
 
 MARKED_EVENTS = {"fault", "crashed", "signal"}  # always marked; spawned/exited only mid-run (restarts)
 
@@ -71,6 +73,38 @@ def _exact_rounds_line(diag: dict) -> str:
     return f"* exact consensus distance from parameter snapshots: {len(exact)} snapshot rounds{last}"
 
 
+def _consensus_lines(run_dir: Path) -> list[str]:
+    """The consensus-model section from ``consensus.json`` (none when the file does not exist)."""
+    path = run_dir / CONSENSUS_FILE
+    if not path.is_file():
+        return []
+    c = json.loads(path.read_text())
+    ft = c.get("fine_tune") or {}
+    protocol = (
+        f"fine-tune: {ft['images']} labelled images, {ft['epochs']} epochs, {ft['optimizer']} lr "
+        f"{ft['lr']:g}, batch {ft['batch_size']}, augmentation {ft['augmentation']}"
+        if ft
+        else "fine-tune: off"
+    )
+    lines = [
+        "",
+        "## Consensus model θ̄",
+        "",
+        f"θ̄ = data-size-weighted mean of the final models of the {len(c['peers'])} live peers "
+        f"(weights: {c['weighting']}); test set {c['test_size']} images, kNN bank / probe "
+        f"{c['bank_size']} images; {protocol}. Peer rows: each peer's own final evaluation.",
+        "",
+        "| model | weight | kNN | linear | fine-tune |",
+        "|---|---|---|---|---|",
+    ]
+    for p in c["peers"]:
+        lines.append(
+            f"| {p['peer_id']} | {_fmt(p['weight'], '.3f')} | {_fmt(p['knn'])} | {_fmt(p['linear'])} | - |"
+        )
+    lines.append(f"| θ̄ | 1 | {_fmt(c['knn'])} | {_fmt(c['linear'])} | {_fmt(ft.get('accuracy'))} |")
+    return lines
+
+
 def _markdown(run_dir: Path, diag: dict, events: list[dict], plots: list[Path]) -> str:
     manifest_path = run_dir / MANIFEST_FILE
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
@@ -104,6 +138,7 @@ def _markdown(run_dir: Path, diag: dict, events: list[dict], plots: list[Path]) 
         evals = [e for e in s["evals"] if e.get("knn") is not None]
         first, last = (evals[0]["knn"], evals[-1]["knn"]) if evals else (None, None)
         lines.append(f"| {peer} | {_fmt(first)} | {_fmt(last)} | {len(s['rounds'])} |")
+    lines += _consensus_lines(run_dir)
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     if events:
         lines += ["", "## Events", "", "| round (interp.) | t_rel (s) | event |", "|---|---|---|"]

@@ -6,7 +6,8 @@ partition / topology / faults and the run's summary figures) and per run the swa
 (``rounds.csv``, ``diagnostics.json``, ``timeline.jsonl``). Only ``complete`` runs enter statistics.
 
 Output, in the sweep dir: ``report.md``, ``report_*.png`` and (when the grid has claims)
-``claims.csv``. Plots (:mod:`analysis.sweep_plots`, :mod:`analysis.round_plots`), each skipped
+``claims.csv``, each claim with its decision and power line (:mod:`analysis.power`). Plots
+(:mod:`analysis.sweep_plots`, :mod:`analysis.round_plots`), each skipped
 with a one-line reason when the sweep has no data for it:
 
 1. kNN accuracy vs Dirichlet α per method (IID drawn at α = 1e5, feature skew in a side panel);
@@ -27,6 +28,7 @@ import shutil
 from pathlib import Path
 
 from analysis.claims import ClaimResult, complete_rows, evaluate_claims, load_claims, write_claims_csv
+from analysis.power import describe_protocol
 from analysis.round_plots import plot_consensus, plot_faults
 from analysis.sweep_dir import METRIC, Sweep, as_float, group_by, load_sweep, per_seed, pm
 from analysis.sweep_plots import (
@@ -108,33 +110,47 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
+def _claim_row(r: ClaimResult) -> str:
+    """One claims-table row: the protocol, the effect with its CI, δ, seeds, monotone, decision."""
+    mono = "-"
+    if r.monotone is not None:
+        steps = " → ".join(f"{k} {_num(v)}" for k, v in r.monotone.means.items())
+        mono = f"{'holds' if r.monotone.holds else 'violated'}: {steps}"
+    v = r.assessment
+    sides = (
+        f"{r.a.description}: {_num(r.a.mean)} {_ci(r.a.low, r.a.high)}; "
+        f"{r.b.description}: {_num(r.b.mean)} {_ci(r.b.low, r.b.high)}"
+    )
+    return (
+        f"| {r.claim.label} | {describe_protocol(r.claim.metric)} | {sides} "
+        f"| {_num(v.effect)} {_ci(v.low, v.high)} ({'paired' if r.pairing == 'paired' else 'Welch'}) "
+        f"| {_num(v.half_width)} | {_num(r.claim.delta)} | {r.seeds} | {mono} | **{v.decision}** "
+        f"| {'yes' if r.reproduced else 'no'} |"
+    )
+
+
 def claims_markdown(results: list[ClaimResult]) -> list[str]:
-    """The claims table: both sides, the paired difference, the monotone check and the verdict."""
+    """The claims table: the protocol, both sides, the effect in the paper's direction with its CI,
+    δ, the decision (analysis.power.decide) and the power line of each claim."""
     lines = [
         "## Claims",
         "",
         (
-            "reproduced = the means satisfy the claim, the 95 % CI of the per-seed difference a − b "
-            "excludes 0 on the claimed side, and the monotone order (if any) holds on the means. "
+            "effect = the per-seed difference signed in the paper's direction (> 0: as the paper "
+            "claims), 95 % Student-t CI. Decision: **confirmed** = CI above 0; **refuted** = CI "
+            "below 0; **refuted (equivalence)** = CI inside ±δ (no effect as large as δ); "
+            "**underpowered** = none of these (half-width > δ/2). reproduced = the older verdict: "
+            "means in order, CI excludes 0 and the monotone order (if any) holds on the means. "
             "Raw numbers: [claims.csv](claims.csv)."
         ),
         "",
-        "| claim | a | mean a [95 % CI] | b | mean b [95 % CI] | a − b [95 % CI] | seeds | monotone "
-        "| reproduced |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| claim | protocol | a; b (mean [95 % CI]) | effect [95 % CI] | half-width | δ | seeds "
+        "| monotone | decision | reproduced |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in results:
-        mono = "-"
-        if r.monotone is not None:
-            steps = " → ".join(f"{k} {_num(v)}" for k, v in r.monotone.means.items())
-            mono = f"{'holds' if r.monotone.holds else 'violated'}: {steps}"
-        pairing = "paired" if r.pairing == "paired" else "Welch"
-        lines.append(
-            f"| {r.claim.label} | {r.a.description} | {_num(r.a.mean)} {_ci(r.a.low, r.a.high)} "
-            f"| {r.b.description} | "
-            f"{_num(r.b.mean)} {_ci(r.b.low, r.b.high)} | {_num(r.diff_mean)} {_ci(r.diff_low, r.diff_high)} "
-            f"({pairing}) | {r.seeds} | {mono} | **{'yes' if r.reproduced else 'no'}** |"
-        )
+    lines += [_claim_row(r) for r in results]
+    lines += ["", "Power (half-width against δ/2, and the seeds the observed spread needs):", ""]
+    lines += [f"* claim {r.claim.id}: {r.assessment.power}" for r in results]
     notes = [f"* claim {r.claim.id}: {'; '.join(r.reasons)}" for r in results if r.reasons]
     return lines + ([""] + notes if notes else []) + [""]
 

@@ -7,7 +7,7 @@ launcher's :class:`~launcher.fault_runner.FaultRunner`, samples every peer's RSS
 ``--sample-s`` seconds, then reads the peers' ``metrics.jsonl``. It reports rounds completed, pulls
 failed / refused, the longest round vs the deadline and the RSS slope per peer, and ends with::
 
-    RESULT hangs=<n> partial_states=<n> max_round_over_deadline=<x> rss_slope_mb_per_h=<x>
+    RESULT hangs=<n> partial_states=<n> ... max_round_over_deadline=<x> rss_slope_mb_per_h=<x> ...
 
 * hangs: rounds whose pull phase exceeded deadline + ``--grace-s``, rounds that failed or timed
   out ("mix timeout"), plus stalls — two consecutive rounds of one process incarnation more than
@@ -20,8 +20,6 @@ failed / refused, the longest round vs the deadline and the RSS slope per peer, 
   every pull ended, so the row is what was applied; the exact buffer-level check (known constant
   parameters) is tests/launcher/test_survival.py.
 * max_round_over_deadline: the longest pull phase of any round divided by the pull deadline.
-* rss_slope_mb_per_h: the largest least-squares RSS slope of any peer process that lived at least
-  ``--min-fit-s`` seconds (each incarnation of a restarted peer is fitted on its own).
 
 * rounds_past_deadline: rounds whose pulls took longer than the pull deadline (no grace).
 * rejoin_rounds_max: after each restart, the rounds the restarted peer logged up to and including
@@ -29,12 +27,18 @@ failed / refused, the longest round vs the deadline and the RSS slope per peer, 
 * throughput_ratio (with ``--baseline``): images trained per second over the run (each peer's last
   step x its batch), divided by the same for a fault-free run of the same swarm and length that
   runs first in the same invocation.
-* rss_slope_mb_per_h: the largest RSS slope of any process incarnation, fitted over the last
-  ``--fit-last-min`` minutes (and only incarnations that lived ``--min-fit-s`` in that window).
+* rss_slope_mb_per_h: the largest least-squares RSS slope of any process incarnation (a peer and
+  its children), fitted over the last ``--fit-last-min`` minutes, leaving out each incarnation's
+  first ``--warmup-s`` seconds, and only incarnations with ``--min-fit-s`` seconds of samples left
+  (each incarnation of a restarted peer is fitted on its own); rss_slope_median and rss_fits: the
+  median and the number of those fits; baseline_rss_slope_mb_per_h: the same maximum in the
+  fault-free run, where every process lives the whole run.
 
-Churn: by default a mixed seeded schedule (kill/restart, stop, slow, drop, partition); with
-``--kill-every-s N`` one random peer is killed (SIGKILL) every N seconds and restarted from its
-checkpoint ``--restart-after-s`` later. ``--slow-peer K`` makes peer p1 K times slower.
+The churn and the measured window start once every peer has logged its first round
+(``--train-timeout-s``). Churn: by default a mixed seeded schedule (kill/restart, stop, slow,
+drop, partition); with ``--kill-every-s N`` one random peer is killed (SIGKILL) every N seconds
+and restarted from its checkpoint ``--restart-after-s`` later. ``--slow-peer K`` makes peer p1 K
+times slower.
 
 Usage::
 
@@ -124,7 +128,10 @@ def _parser() -> argparse.ArgumentParser:
         "--stall-s", type=float, default=60.0, help="no round for this long while unfaulted = a hang"
     )
     p.add_argument(
-        "--min-fit-s", type=float, default=60.0, help="fit RSS only over processes living this long"
+        "--min-fit-s", type=float, default=600.0, help="fit RSS only over processes sampled this long"
+    )
+    p.add_argument(
+        "--warmup-s", type=float, default=300.0, help="leave each process's first N s out of its RSS fit"
     )
     p.add_argument("--fit-last-min", type=float, default=20.0, help="fit RSS over the last N minutes")
     p.add_argument(
@@ -134,6 +141,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--slow-peer", type=float, default=1.0, help="peer p1 is this many times slower")
     p.add_argument("--deadline-s", type=float, default=3.0, help="the pull deadline of every round")
     p.add_argument("--baseline", action="store_true", help="first run the same swarm without faults")
+    p.add_argument(
+        "--train-timeout-s", type=float, default=900.0, help="wait this long for every peer's first round"
+    )
     p.add_argument(
         "--report-only", type=Path, default=None, metavar="RUN_DIR", help="re-read a finished soak run"
     )
@@ -171,12 +181,16 @@ class _Watch:
             if proc is not None and proc.alive():
                 self.rss[(peer_id, proc.pid)].append((time.time(), group_rss(proc.pid)))
 
-    def slopes(self, min_fit_s: float, since: float = 0.0, peer_id: str | None = None) -> list[float]:
+    def slopes(
+        self, min_fit_s: float, since: float = 0.0, peer_id: str | None = None, warmup_s: float = 0.0
+    ) -> list[float]:
         """RSS slopes (MB/h) of the incarnations (of ``peer_id``, or of every peer), fitted on their
-        samples taken after ``since`` (unix time), when those span at least ``min_fit_s``."""
+        samples taken after ``since`` (unix time) and after their first ``warmup_s`` seconds (a new
+        process allocates its model, optimizer and DHT state for minutes), when those span at least
+        ``min_fit_s``."""
         fits = []
         for (p_id, _), samples in self.rss.items():
-            window = [s for s in samples if s[0] >= since]
+            window = [s for s in samples if s[0] >= max(since, samples[0][0] + warmup_s)]
             if (
                 (peer_id is None or p_id == peer_id)
                 and len(window) >= 3
@@ -271,6 +285,20 @@ def _schedule(args: argparse.Namespace, ids: list[str], duration: float) -> Faul
     return generate_schedule(args.seed, ids, duration)
 
 
+def _wait_training(swarm: SwarmProcesses, ids: list[str], timeout_s: float) -> None:
+    """Wait until every peer logged its first round: 16 peers on 2 cores need minutes between
+    "ready" and training (the start barrier waits for all of them), and churn that starts earlier
+    measures the start-up, not the recovery."""
+    until = time.monotonic() + timeout_s
+    waiting = set(ids)
+    while waiting and time.monotonic() < until:
+        swarm.poll()
+        waiting = {p for p in waiting if not read_metrics(swarm.run.peer_dir(p) / METRICS_FILE, kind="round")}
+        time.sleep(2.0)
+    if waiting:
+        print(f"soak: no round after {timeout_s:g} s from {sorted(waiting)}; starting anyway", flush=True)
+
+
 def _run(args: argparse.Namespace, argv: list[str], name: str, faulted: bool) -> SoakRun:
     """Start the swarm, apply the churn (or none), sample until the time is up, stop."""
     swarm = _swarm(args, argv, name)
@@ -284,6 +312,7 @@ def _run(args: argparse.Namespace, argv: list[str], name: str, faulted: bool) ->
         flush=True,
     )
     swarm.start()
+    _wait_training(swarm, ids, args.train_timeout_s)
     watch = _Watch(ids)
     runner = FaultRunner(swarm, schedule).start()
     started = time.time()
@@ -323,7 +352,7 @@ def _report(run: SoakRun, args: argparse.Namespace) -> dict[str, float]:
         for key in ("completed", "over", "partial", "failed", "refused", "past"):
             totals[key] += t[key]
         totals["longest"] = max(totals["longest"], t["longest"])
-        fits = run.watch.slopes(args.min_fit_s, since, peer_id)
+        fits = run.watch.slopes(args.min_fit_s, since, peer_id, args.warmup_s)
         print(
             f"soak: {peer_id}: {t['completed']} rounds, {t['timeouts']} failed, {t['past']} past deadline, "
             f"pulls failed {t['failed']} refused {t['refused']}, longest round {t['longest']:.2f} s, "
@@ -332,12 +361,14 @@ def _report(run: SoakRun, args: argparse.Namespace) -> dict[str, float]:
         )
     fired = [e["action"] for e in run.swarm.timeline.events("fault")]
     kinds = ", ".join(f"{a}={fired.count(a)}" for a in sorted(set(fired)))
-    slopes = run.watch.slopes(args.min_fit_s, since)
+    slopes = run.watch.slopes(args.min_fit_s, since, warmup_s=args.warmup_s)
     stalled = stalls(run.swarm.run.path, run.watch.ids, args.stall_s)
     for peer_id, gap in stalled:
         print(f"soak: {peer_id} logged no round for {gap:.0f} s while not faulted", flush=True)
     totals["hangs"] = totals["over"] + len(stalled)
     totals["slope"] = max(slopes) if slopes else float("nan")
+    totals["slope_median"] = float(np.median(slopes)) if slopes else float("nan")
+    totals["slope_fits"] = len(slopes)
     totals["images_per_s"] = images_per_s(run)
     print(
         f"soak: {len(fired)} faults injected ({kinds}); {totals['completed']:.0f} rounds; pulls failed "
@@ -386,7 +417,9 @@ def main(argv: list[str]) -> int:
         f"restarts={len(rejoins)} restart_to_round_s_max={max(latencies, default=0.0):.1f} "
         f"throughput_ratio={ratio:.3f} "
         f"max_round_over_deadline={totals['longest'] / args.deadline_s:.3f} "
-        f"rss_slope_mb_per_h={totals['slope']:.1f}",
+        f"rss_slope_mb_per_h={totals['slope']:.1f} rss_slope_median={totals['slope_median']:.1f} "
+        f"rss_fits={totals['slope_fits']:.0f} "
+        f"baseline_rss_slope_mb_per_h={baseline['slope'] if baseline else float('nan'):.1f}",
         flush=True,
     )
     return 0

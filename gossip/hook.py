@@ -40,6 +40,8 @@ class NeighbourReport:
     bytes_in: int = 0  # payload bytes received from this neighbour
     seconds: float = 0.0  # wall time of the pull
     error: str | None = None  # why it did not count: "deadline", "refused: ...", "corrupt: ..."
+    # the pull's deadline: the fixed one, or this neighbour's adaptive one (gossip.adaptive_deadline)
+    deadline_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,19 @@ class MixResult:
     @property
     def bytes_in(self) -> int:
         return sum(n.bytes_in for n in self.neighbours)
+
+    def summary(self) -> str:
+        """One log line: the realised W row, who answered, bytes, times, each pull's deadline, losses."""
+        row = ", ".join(f"{n.peer_id}={n.weight:.3f}" for n in self.neighbours)
+        deadlines = " ".join(f"{n.peer_id}={n.deadline_s:.2f}s" for n in self.neighbours if n.deadline_s)
+        lost = "; ".join(f"{n.peer_id}: {n.error}" for n in self.neighbours if not n.answered)
+        return (
+            f"W row self={self.self_weight:.3f} {row} | {self.answered}/{self.expected} answered"
+            f" | in {self.bytes_in} B out {self.bytes_out} B"
+            f" | pull {self.pull_seconds:.3f}s mix {self.mix_seconds:.3f}s"
+            + (f" | deadlines {deadlines}" if deadlines else "")
+            + (f" | lost {lost}" if lost else "")
+        )
 
 
 class GossipHook(Protocol):

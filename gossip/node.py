@@ -5,7 +5,8 @@
     result = await node.mix(r, {"b": "127.0.0.1:5001"}, self_weight=0.5, weights={"b": 0.5})
     await node.close()
 
-``mix`` pulls every neighbour concurrently, each pull bounded by ``pull_deadline_s``; whoever did
+``mix`` pulls every neighbour concurrently, each pull bounded by ``pull_deadline_s`` (or, with
+``adaptive_deadline``, by that neighbour's own deadline <= it: ``gossip.adaptive_deadline``); whoever did
 not deliver a complete, verified snapshot in time loses its weight to the self-weight
 (``mixing.renormalise``), and the average is written into a new buffer, so the result is either
 fully mixed or (nobody answered) our own parameters — never half-applied.
@@ -28,12 +29,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import grpc
 import torch
 
 from gossip import _grpc, robust
+from gossip.adaptive_deadline import AdaptiveDeadline, PullDeadlines
 from gossip.client import PullFailed, call_hello, call_pull, open_channel, pull_timeout
 from gossip.faults import FaultInterceptor
 from gossip.hook import MixResult, NeighbourReport
@@ -69,6 +71,8 @@ class NodeConfig:
     advertise_address: str | None = None  # host:port others should dial; default: the bound address
     mode: str = "sync"  # "sync": pull exactly our round (D-PSGD); "async": newest, staleness recorded
     pull_deadline_s: float = 10.0  # per neighbour pull, including a sync-mode wait for its round
+    # per-neighbour deadlines from measured pull times, each <= pull_deadline_s (None: all equal it)
+    adaptive_deadline: AdaptiveDeadline | None = None
     wire_dtype: str = "fp32"  # "fp32" | "fp16" | "bf16": dtype we ask neighbours to send params in
     chunk_bytes: int = DEFAULT_CHUNK_BYTES  # data chunk size we serve (1-4 MiB recommended)
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES  # refuse larger snapshots before buffering
@@ -85,8 +89,7 @@ class NodeConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.pull_deadline_s <= 0:
-            raise ValueError(f"pull_deadline_s must be > 0, got {self.pull_deadline_s}")
+        PullDeadlines(self.pull_deadline_s, self.adaptive_deadline)  # validates the deadlines
         wire_dtype(self.wire_dtype)
         check_chunk_bytes(self.chunk_bytes)
         if not self.swarm_id or not self.peer_id:
@@ -115,6 +118,7 @@ class PullOutcome:
     error: str | None
     seconds: float
     bytes_in: int = 0
+    deadline_s: float | None = None  # the deadline this pull had
 
 
 class BindError(RuntimeError):
@@ -133,6 +137,7 @@ class GossipNode:
         self.address = address  # host:port actually bound (or advertised)
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._receive_buffers: dict[str, torch.Tensor] = {}  # reused across rounds by mix()
+        self.deadlines = PullDeadlines(config.pull_deadline_s, config.adaptive_deadline)
         self._mix_lock = asyncio.Lock()
         self._encoding: asyncio.Future | None = None  # the latest snapshot's frame building
         self._spare: asyncio.Future | None = None  # next round's output buffer, pre-faulted off the hot path
@@ -257,18 +262,20 @@ class GossipNode:
         Never raises for remote trouble: the outcome carries the verified snapshot or the reason.
         """
         assembler = assembler or SnapshotAssembler(self._expectation(peer_id, round))
+        deadline = self.deadlines.deadline(peer_id)  # fixed, or this neighbour's (gossip.adaptive_deadline)
+        channel, request = self._channel(address), self._pull_request(round)
         start = time.perf_counter()
         try:
             snapshot, nbytes = await call_pull(
-                self._channel(address),
-                self._pull_request(round),
-                assembler,
-                pull_timeout(self.config.pull_deadline_s),
-                self._auth,
+                channel, request, assembler, pull_timeout(deadline), self._auth
             )
         except PullFailed as exc:
-            return PullOutcome(peer_id, None, str(exc), time.perf_counter() - start, assembler.wire_bytes)
-        return PullOutcome(peer_id, snapshot, None, time.perf_counter() - start, nbytes)
+            seconds = time.perf_counter() - start
+            self.deadlines.observe(peer_id, seconds, exc.kind, deadline)
+            return PullOutcome(peer_id, None, str(exc), seconds, assembler.wire_bytes, deadline)
+        seconds = time.perf_counter() - start
+        self.deadlines.observe(peer_id, seconds, None, deadline)
+        return PullOutcome(peer_id, snapshot, None, seconds, nbytes, deadline)
 
     async def hello(self, address: str) -> Hello:
         """Exchange identities with the peer at ``address``; raises ``PullFailed`` on RPC failure."""
@@ -336,7 +343,7 @@ class GossipNode:
             neighbour_distance_sq=distance,
             embeddings=embeddings,
         )
-        _log_round(self.config.peer_id, result)
+        logger.info("%s round %d: %s", self.config.peer_id, round, result.summary())
         return result
 
     def _own_snapshot(self, round: int) -> Snapshot:
@@ -412,7 +419,7 @@ class GossipNode:
         logger.warning(
             "%s round %d: rejected %s's snapshot: %s", self.config.peer_id, round, outcome.peer_id, reason
         )
-        return PullOutcome(outcome.peer_id, None, f"rejected: {reason}", outcome.seconds, outcome.bytes_in)
+        return replace(outcome, snapshot=None, error=f"rejected: {reason}")
 
     def _report(self, outcome: PullOutcome, kept: Mapping[str, float], round: int) -> NeighbourReport:
         snap = outcome.snapshot
@@ -426,6 +433,7 @@ class GossipNode:
             bytes_in=outcome.bytes_in,
             seconds=outcome.seconds,
             error=outcome.error,
+            deadline_s=outcome.deadline_s,
         )
 
     async def close(self) -> None:
@@ -475,22 +483,3 @@ async def _finish(mixer: RoundMixer) -> tuple[torch.Tensor, float, dict[str, flo
     if mixer.remaining() > _INLINE_FINISH_ELEMENTS:
         return await asyncio.to_thread(mixer.finish)
     return mixer.finish()  # the usual case: mixed while arriving; a thread hop would cost more than this
-
-
-def _log_round(peer_id: str, result: MixResult) -> None:
-    row = ", ".join(f"{n.peer_id}={n.weight:.3f}" for n in result.neighbours)
-    lost = "; ".join(f"{n.peer_id}: {n.error}" for n in result.neighbours if not n.answered)
-    logger.info(
-        "%s round %d: W row self=%.3f %s | %d/%d answered | in %d B out %d B | pull %.3fs mix %.3fs%s",
-        peer_id,
-        result.round,
-        result.self_weight,
-        row,
-        result.answered,
-        result.expected,
-        result.bytes_in,
-        result.bytes_out,
-        result.pull_seconds,
-        result.mix_seconds,
-        f" | lost {lost}" if lost else "",
-    )

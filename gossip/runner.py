@@ -45,7 +45,9 @@ MIX_TIMEOUT = "mix timeout"  # MixResult.failure of a round that outlived its de
 
 def default_mix_timeout(pull_deadline_s: float) -> float:
     """A round's backstop: its pulls end by their own deadline, so a round still open after three of
-    them (plus slack for membership reads and mixing) is wedged."""
+    them (plus slack for membership reads and mixing) is wedged. With adaptive deadlines
+    (``NodeConfig.adaptive_deadline``) ``pull_deadline_s`` is their ceiling: every neighbour's
+    deadline is at most it, so this budget covers the pull phase whatever the deadlines adapted to."""
     return pull_deadline_s * MIX_TIMEOUT_FACTOR + MIX_TIMEOUT_SLACK_S
 
 
@@ -100,7 +102,7 @@ class GossipRunner:
         """Start the loop thread and the node, announce our address; raises ``BindError`` on a taken port.
 
         ``mix_timeout_s``: when a round resolves with ``failure`` set at the latest
-        (None = :func:`default_mix_timeout` of the node's pull deadline)."""
+        (None = :func:`default_mix_timeout` of the node's pull deadline, the ceiling when adaptive)."""
         if rule not in mixing.RULES:
             raise ValueError(f"unknown mixing rule {rule!r}; choose one of {', '.join(mixing.RULES)}")
         loop = _new_event_loop()

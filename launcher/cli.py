@@ -1,6 +1,6 @@
 """The ``dssl`` console script: one entry point, sub-commands dispatched to their owners.
 
-Peer-side commands (train, peer, join, status) live in ``peer.cli``; swarm and demo in
+Peer-side commands (train, peer, join, status) live in ``peer.cli``; swarm, demo and consensus in
 ``launcher.swarm``, sweep in ``launcher.sweep``, certs in ``launcher.certs``, report (a run or a
 sweep directory) in ``analysis``. ``dssl --help`` lists them with one line each.
 
@@ -43,6 +43,10 @@ COMMANDS = {
     ),
     "report": Command(
         "Markdown report with plots of a run directory or a sweep directory", "analysis.cli:report_main"
+    ),
+    "consensus": Command(
+        "evaluate the consensus model of a swarm run (kNN, linear, fine-tune)",
+        "launcher.swarm:consensus_main",
     ),
     "sweep": Command(
         "run a grid of swarm runs, resumable, into one results table", "launcher.sweep:sweep_main"

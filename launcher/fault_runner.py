@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 SLOW_PERIOD_S = 0.5  # duty cycle of a slowed peer: runs period/k, stopped period*(1 - 1/k)
 POLL_S = 0.1  # how often the runner checks its triggers
+BOOTSTRAP_PEERS = 3  # a restarted peer joins the DHT through this many live peers (any one suffices)
 
 # a fault with duration_s -> the action that undoes it, and that action's parameters
 _UNDO = {
@@ -305,12 +306,12 @@ class FaultRunner:
         return True
 
     def _bootstrap(self) -> list[str]:
-        """Multiaddrs of a live peer's DHT (the original bootstrap peer may be the one that died)."""
-        for peer_id in self.swarm.alive():
-            info = self.swarm.processes[peer_id].ready() or {}
-            if info.get("maddrs"):
-                return list(info["maddrs"])
-        return list(self.swarm.bootstrap)
+        """Multiaddrs of up to ``BOOTSTRAP_PEERS`` live peers' DHTs (the original bootstrap peer may be
+        the one that died, and any one live peer may die the next second: the DHT joins through
+        whichever answers)."""
+        ready = [self.swarm.processes[peer_id].ready() or {} for peer_id in self.swarm.alive()]
+        announced = [info["maddrs"] for info in ready if info.get("maddrs")][:BOOTSTRAP_PEERS]
+        return [maddr for maddrs in announced for maddr in maddrs] or list(self.swarm.bootstrap)
 
     def _do_restart(self, event: FaultEvent) -> bool:
         proc = self.swarm.processes.get(event.peer)

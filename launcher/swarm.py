@@ -5,12 +5,18 @@
 (:mod:`launcher.hosts`). Both go through :func:`run_swarm`. ``dssl demo`` is the 4-peer
 Fashion-MNIST swarm of ``make demo``; its last line is ``RESULT peers=... min_rounds=...
 knn_acc_mean=... knn_acc_random_init=... consensus_distance=... run_dir=...``.
+
+After the peers exit, both evaluate the consensus model θ̄ of the peers live at the end
+(:mod:`peer.consensus`: data-size-weighted mean of their final models; kNN, linear probe and
+fine-tuning) into ``<run>/consensus.json``, unless ``--no-consensus``; ``dssl consensus RUN``
+(re)computes it for an existing run.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import shutil
 import sys
 import time
@@ -37,6 +43,7 @@ from launcher.progress_printer import DEFAULT_INTERVAL_S, ProgressPrinter
 from launcher.run_setup import Timeline, create_run_dir, write_manifest, write_peer_configs
 from launcher.spec import SpecError, SwarmPlan, load_plan
 from peer.config import ConfigError
+from peer.consensus import write_consensus
 from peer.rundir import PARTITION_FILES, RunDir
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -264,6 +271,18 @@ def _parser(prog: str, description: str, default_spec: Path | None) -> argparse.
         help="print a swarm progress line this often (0: never)",
     )
     p.add_argument(
+        "--no-consensus",
+        dest="consensus",
+        action="store_false",
+        help="skip evaluating the consensus model (mean of the live peers' final models) afterwards",
+    )
+    _security_options(p)
+    return p
+
+
+def _security_options(p: argparse.ArgumentParser) -> None:
+    """The gossip security flags of ``dssl swarm`` / ``dssl demo``."""
+    p.add_argument(
         "--insecure",
         action="store_true",
         help="plaintext gossip (debugging); default: mutual TLS with a fresh swarm CA in <run>/tls",
@@ -276,18 +295,68 @@ def _parser(prog: str, description: str, default_spec: Path | None) -> argparse.
         help="also require this shared secret for every pull "
         "(never put the secret itself on the command line)",
     )
-    return p
 
 
-def _report(run: RunDir, codes: dict[str, int | None]) -> int:
+def _report(run: RunDir, codes: dict[str, int | None], consensus: bool = True) -> int:
+    """The per-peer table, the consensus model θ̄ (when asked and a peer finished), the RESULT line
+    last. Non-zero when a peer crashed, none finished or θ̄ could not be evaluated."""
     swarm = collect(run.path)
     print(format_table(swarm))
     if swarm.consensus_distance is not None:
         print(f"consensus distance (1/N) sum ||theta_i - mean||^2 = {swarm.consensus_distance:.6g}")
+    consensus_ok = not (consensus and swarm.finished) or evaluate_consensus_model(run.path, "dssl")
     print(f"run directory: {run.path}")
     print(swarm.result_line(), flush=True)
     crashed = [p for p, code in codes.items() if code not in (0, None)]
-    return 1 if crashed or not swarm.finished else 0
+    return 1 if crashed or not swarm.finished or not consensus_ok else 0
+
+
+def evaluate_consensus_model(run_dir: Path, prog: str, overrides: list[str] | None = None) -> bool:
+    """Write ``consensus.json`` for ``run_dir`` and print θ̄'s line; False (said on stderr) on failure."""
+    print(f"{prog}: evaluating the consensus model of the live peers ...", flush=True)
+    try:
+        path = write_consensus(run_dir, overrides)
+    except (OSError, ValueError, RuntimeError) as exc:  # ConsensusError is a ValueError
+        print(f"{prog}: consensus model not evaluated: {exc}", file=sys.stderr)
+        return False
+    print(consensus_line(json.loads(path.read_text())), flush=True)
+    return True
+
+
+def consensus_line(result: dict) -> str:
+    """One line for θ̄: how many peers, kNN, linear probe and fine-tuning accuracy."""
+    ft = result.get("fine_tune")
+    fine = "fine-tune off"
+    if ft:
+        fine = f"fine-tune {ft['accuracy']:.4f} ({ft['images']} images, {ft['epochs']} epochs)"
+    return (
+        f"consensus model (data-weighted mean of {len(result['peers'])} peers, test {result['test_size']} "
+        f"images): kNN {result['knn']:.4f} linear {result['linear']:.4f} {fine}"
+    )
+
+
+def consensus_main(argv: list[str]) -> int:
+    """``dssl consensus RUN_DIR``: (re)compute ``consensus.json`` for an existing swarm run."""
+    p = argparse.ArgumentParser(
+        prog="dssl consensus",
+        description="Evaluate the consensus model (data-size-weighted mean of the live peers' final "
+        "models) of a swarm run: kNN, linear probe, fine-tuning; writes RUN_DIR/consensus.json.",
+    )
+    p.add_argument("run_dir", type=Path, help="a swarm run directory")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the evaluation config (the first live peer's), e.g. --set data.test_limit=null "
+        "--set eval.finetune_images=2000",
+    )
+    args = p.parse_args(argv)
+    if not args.run_dir.is_dir():
+        print(f"dssl consensus: error: {args.run_dir} is not a directory", file=sys.stderr)
+        return 2
+    return 0 if evaluate_consensus_model(args.run_dir, "dssl consensus", args.overrides) else 1
 
 
 def _swarm_parser() -> argparse.ArgumentParser:
@@ -336,7 +405,7 @@ def swarm_main(argv: list[str]) -> int:
     except (SpecError, ConfigError, ScheduleError) as exc:
         print(f"dssl swarm: error: {exc}", file=sys.stderr)
         return 2
-    return _report(run, codes)
+    return _report(run, codes, args.consensus)
 
 
 def _describe(plan: SwarmPlan) -> str:
@@ -380,4 +449,4 @@ def demo_main(argv: list[str]) -> int:
         progress_s=args.progress_s,
     )
     print(f"dssl demo: swarm finished in {time.monotonic() - started:.0f} s")
-    return _report(run, codes)
+    return _report(run, codes, args.consensus)

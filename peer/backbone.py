@@ -4,7 +4,9 @@ Two factories:
 
 * :func:`create_backbone` — any timm model by name as a feature extractor (``num_classes=0``: the
   model returns pooled features ``[B, num_features]``). ResNet-family models get an optional
-  small-image stem (see :data:`STEMS`).
+  small-image stem (see :data:`STEMS`). The names in :data:`VIT_BACKBONES` (sizes timm has no name
+  for, e.g. the paper code's ViT-tiny for SimSiam-ViT) are built by :func:`create_vit` at the
+  data's image size, and return the CLS token.
 * :func:`create_vit` — a timm ``VisionTransformer`` sized for small images (e.g. patch 4 on 28–32 px),
   the encoder of MAE/MAR.
 
@@ -37,6 +39,12 @@ log = logging.getLogger(__name__)
 STEMS = ("stock", "no_maxpool", "cifar")
 DEFAULT_SMALL_STEM = "no_maxpool"  # the adaptation small_input=True applies (module docstring)
 SMALL_INPUT_MAX_PX = 64  # inputs up to this size count as "small" for small_input=True
+# Backbone names create_backbone builds with create_vit (sized at the data's image size)
+VIT_BACKBONES: dict[str, dict[str, int]] = {
+    # the paper code's ViT-tiny (docs/paper.md §1, mae_vit_tiny_p16_nodp with -ced 9): patch 14,
+    # width 320, 16 heads, depth 9 — the encoder of Tab. 2's "Tiny-ViT", here as a SimSiam backbone
+    "vit_paper_tiny": {"patch_size": 14, "embed_dim": 320, "depth": 9, "num_heads": 16},
+}
 
 
 def create_backbone(
@@ -47,8 +55,11 @@ def create_backbone(
     ``small_input``: ``True`` applies :data:`DEFAULT_SMALL_STEM` when ``img_size`` ≤ 64 px (larger
     inputs keep the stock stem); ``False`` keeps the stock stem; a string picks one of :data:`STEMS`.
     Stems only apply to ResNet-family models (a ``conv1`` + ``maxpool`` pair); other models are
-    returned as timm builds them.
+    returned as timm builds them; :data:`VIT_BACKBONES` names become a :func:`create_vit` ViT.
     """
+    if name in VIT_BACKBONES:
+        vit = create_vit(img_size, in_chans=in_chans, **VIT_BACKBONES[name])
+        return vit, int(vit.num_features)
     model = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans)
     stem = _resolve_stem(small_input, img_size)
     if stem != "stock":

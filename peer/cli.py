@@ -42,6 +42,7 @@ import yaml
 from gossip.address import host_port, is_loopback
 from gossip.membership import parse_peer_list
 from gossip.security import SecurityConfigError, load_secret, read_credentials
+from peer.allocator import tune_malloc
 from peer.atomic_file import write_json
 from peer.config import Config, ConfigError, apply_overrides, config_from_dict, load_config, validate
 from peer.metrics import read_metrics, setup_cli_logging
@@ -120,6 +121,7 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--resume", type=Path, default=None, help="continue from this checkpoint")
     args = parser.parse_args(argv)
     setup_cli_logging(not args.quiet)
+    tune_malloc()
     try:
         cfg = load_config(args.config, args.overrides)
         run_dir = _run_dir(cfg, args.run_dir)
@@ -380,6 +382,7 @@ def _run(prog: str, args: argparse.Namespace) -> int:
 
 def _run_peer(prog: str, args: argparse.Namespace, credentials_dir: Path) -> int:
     setup_cli_logging(not args.quiet)
+    tune_malloc()  # before the gossip threads exist: flat RSS over long runs
     try:
         peer = _build_peer(prog, args, credentials_dir)
     except (ConfigError, SecurityConfigError, ValueError, OSError, yaml.YAMLError) as exc:

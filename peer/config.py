@@ -2,8 +2,9 @@
 
 One ``Config`` holds everything a peer needs: ``data`` (what to train on and which share of it),
 ``objective`` (the SSL method; :class:`peer.objectives.base.ObjectiveConfig`, reused as is),
-``train`` (the loop: budget, batch, gossip period, device), ``eval`` (frozen-feature evaluation) and
-``gossip`` (read by the peer process; unused by standalone training).
+``train`` (the loop: budget, batch, gossip period, device), ``eval`` (frozen-feature evaluation),
+``gossip`` (read by the peer process; unused by standalone training) and ``outer`` (DiLoCo's outer
+optimizer over gossip rounds, off by default).
 
 Loading order::
 
@@ -80,13 +81,24 @@ class EvalConfig:
     probe_every: int = 5  # gossip rounds between probes (0 = off)
     probe_size: int = 256  # probe images, drawn seeded by data.seed from the test set (same on every peer)
     snapshot_every: int = 0  # rounds between snapshots of the published params (exact consensus; 0 = off)
+    # End-to-end fine-tuning of the consensus model θ̄ after a swarm run (peer.fine_tune, peer.consensus):
+    # encoder + linear head, AdamW, no augmentation, on a seeded labelled subset of the kNN bank
+    finetune_images: int = 2000  # labelled training images (capped at the bank; 0 = no fine-tuning)
+    finetune_epochs: int = 3  # passes over those images
+    finetune_lr: float = 1e-3  # AdamW learning rate (constant; weight decay 0.05)
+    finetune_batch_size: int = 64  # images per fine-tuning step
 
     def __post_init__(self) -> None:
-        for key in ("probe_every", "snapshot_every"):
+        for key in ("probe_every", "snapshot_every", "finetune_images"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"eval.{key}: expected >= 0 (0 = off), got {getattr(self, key)}")
         if self.probe_size < 2:
             raise ConfigError(f"eval.probe_size: expected >= 2, got {self.probe_size}")
+        for key in ("finetune_epochs", "finetune_batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"eval.{key}: expected >= 1, got {getattr(self, key)}")
+        if not self.finetune_lr > 0:
+            raise ConfigError(f"eval.finetune_lr: expected > 0, got {self.finetune_lr}")
 
 
 @dataclass
@@ -99,7 +111,14 @@ class GossipConfig:
     topology: str = "ring"
     # gossip.mixing.RULES: Metropolis-Hastings weights or uniform 1/|A_i|
     mixing: Literal["metropolis_hastings", "uniform"] = "metropolis_hastings"
-    deadline_s: float = 10.0  # per-pull deadline; a neighbour slower than this is dropped for the round
+    # per-pull deadline (s); a neighbour slower than this is dropped for the round. "auto": each
+    # neighbour's deadline follows its measured pull times (gossip.adaptive_deadline): the
+    # deadline_percentile of its recent pulls x deadline_margin, within [deadline_min_s, deadline_max_s]
+    deadline_s: float | Literal["auto"] = 10.0
+    deadline_max_s: float = 10.0  # auto: the ceiling (bounds every pull, hence the round's pull phase)
+    deadline_min_s: float = 0.5  # auto: the floor
+    deadline_percentile: float = 95.0  # auto: which percentile of a neighbour's recent pull times
+    deadline_margin: float = 2.0  # auto: headroom on it (and the widening factor after a missed deadline)
     wire_dtype: Literal["fp32", "fp16", "bf16"] = "fp32"  # dtype of the flat buffer on the wire
     listen: str = "127.0.0.1:0"  # gRPC listen address (port 0 = any free port)
     peers: list[str] = field(default_factory=list)  # static peer list host:port (no DHT needed)
@@ -115,6 +134,11 @@ class GossipConfig:
     # honour transport faults from <run dir>/faults.json (the launcher sets it when a fault schedule
     # runs); off, pulls do not pass through the fault interceptor at all
     fault_injection: bool = False
+
+    @property
+    def pull_deadline_s(self) -> float:
+        """The longest any pull may take: ``deadline_s``, or ``deadline_max_s`` under auto."""
+        return self.deadline_max_s if self.deadline_s == "auto" else self.deadline_s
 
 
 @dataclass
@@ -143,6 +167,25 @@ class TrainConfig:
 
 
 @dataclass
+class OuterConfig:
+    """DiLoCo's outer loop over gossip rounds (peer.outer_optimizer; Douillard et al. 2023, OpenDiLoCo).
+
+    Off: a round loads the mix, as plain gossip. On: the mix defines the pseudo-gradient
+    θ_start − θ_mixed of the `period`-step interval and SGD (Nesterov) steps on it."""
+
+    enabled: bool = False  # off = plain gossip (lr 1, momentum 0 is the same thing, bit for bit)
+    lr: float = 0.7  # outer learning rate (DiLoCo's 0.7)
+    momentum: float = 0.9  # outer momentum (DiLoCo's 0.9), in [0, 1)
+    nesterov: bool = True  # Nesterov momentum (DiLoCo, OpenDiLoCo); false = heavy-ball
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ConfigError(f"outer.lr: expected > 0, got {self.lr}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"outer.momentum: expected 0 <= momentum < 1, got {self.momentum}")
+
+
+@dataclass
 class Config:
     """Everything one peer needs."""
 
@@ -153,6 +196,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     gossip: GossipConfig = field(default_factory=GossipConfig)
+    outer: OuterConfig = field(default_factory=OuterConfig)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -359,14 +403,29 @@ def _validate_gossip(g: GossipConfig) -> None:
             f"gossip.mixing: {g.topology} is directed; Metropolis-Hastings needs an undirected "
             f"graph, use mixing: uniform"
         )
-    if g.deadline_s <= 0:
-        raise ConfigError(f"gossip.deadline_s: expected > 0, got {g.deadline_s}")
+    _validate_deadlines(g)
     if not 0.0 <= g.trim_fraction < 0.5:
         raise ConfigError(f"gossip.trim_fraction: expected 0 <= trim_fraction < 0.5, got {g.trim_fraction}")
     for key in ("max_norm_ratio", "max_distance_ratio"):
         value = getattr(g, key)
         if value is not None and value <= 1.0:
             raise ConfigError(f"gossip.{key}: expected > 1 or null, got {value}")
+
+
+def _validate_deadlines(g: GossipConfig) -> None:
+    if g.deadline_s != "auto" and not g.deadline_s > 0:
+        raise ConfigError(f"gossip.deadline_s: expected > 0 or auto, got {g.deadline_s}")
+    for key in ("deadline_max_s", "deadline_min_s"):
+        if not getattr(g, key) > 0:
+            raise ConfigError(f"gossip.{key}: expected > 0, got {getattr(g, key)}")
+    if g.deadline_min_s > g.deadline_max_s:
+        raise ConfigError(
+            f"gossip.deadline_min_s: expected <= deadline_max_s={g.deadline_max_s}, got {g.deadline_min_s}"
+        )
+    if not 0 < g.deadline_percentile <= 100:
+        raise ConfigError(f"gossip.deadline_percentile: expected 0 < q <= 100, got {g.deadline_percentile}")
+    if not g.deadline_margin >= 1:
+        raise ConfigError(f"gossip.deadline_margin: expected >= 1, got {g.deadline_margin}")
 
 
 def dump_config(cfg: Config, path: str | Path) -> Path:

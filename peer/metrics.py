@@ -181,4 +181,5 @@ def _neighbour_fields(n: NeighbourReport) -> dict[str, Any]:
         "bytes_in": n.bytes_in,
         "seconds": n.seconds,
         "error": n.error,
+        "deadline_s": n.deadline_s,  # this pull's deadline (per neighbour under gossip.deadline_s: auto)
     }

@@ -39,12 +39,13 @@ from typing import Any
 import torch
 
 from gossip import topology
+from gossip.adaptive_deadline import AUTO, AdaptiveDeadline
 from gossip.address import WILDCARD_HOSTS, advertised_host, host_port
 from gossip.membership import Membership, StaticMembership, parse_peer_list
 from gossip.security import Security, SwarmAuth, TLSFiles
 from gossip.state_transfer import fetch_swarm_state
 from peer.atomic_file import write_json
-from peer.config import Config, ConfigError
+from peer.config import Config, ConfigError, GossipConfig
 from peer.metrics import read_metrics
 from peer.rundir import (
     FAULT_CONTROL_FILE,
@@ -149,7 +150,8 @@ class Peer:
             listen=g.listen,
             advertise_address=advertise,
             mode=g.mode,
-            pull_deadline_s=g.deadline_s,
+            pull_deadline_s=g.pull_deadline_s,  # with deadline_s: auto, the ceiling of the adaptive ones
+            adaptive_deadline=_adaptive_deadline(g),
             wire_dtype=g.wire_dtype,
             tls=self.security.tls,
             swarm_secret=self.options.swarm_secret,
@@ -219,7 +221,7 @@ class Peer:
                 peer_id=self.peer_id,
                 fingerprint=self.trainer.layout.fingerprint,
                 donors=self.options.donors,
-                timeout=max(5.0, self.cfg.gossip.deadline_s * 3),
+                timeout=max(5.0, self.cfg.gossip.pull_deadline_s * 3),
                 security=self.security,
             )
             if fetched is not None:
@@ -348,3 +350,12 @@ class Peer:
         }
         write_json(self.run_dir / FINAL_FILE, final)
         return final
+
+
+def _adaptive_deadline(g: GossipConfig) -> AdaptiveDeadline | None:
+    """The per-neighbour deadline rule of ``gossip.deadline_s: auto`` (None for a fixed deadline)."""
+    if g.deadline_s != AUTO:
+        return None
+    return AdaptiveDeadline(
+        floor_s=g.deadline_min_s, percentile=g.deadline_percentile, margin=g.deadline_margin
+    )

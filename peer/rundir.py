@@ -10,6 +10,7 @@ write inside it)::
       summary.json           per-peer results and the RESULT line (analysis.collect)
       diagnostics.json       realised mixing matrix, spectral gap, consensus (analysis.diagnostics)
       rounds.csv             the same per round
+      consensus.json         the consensus model θ̄: weights, kNN / linear / fine-tune (peer.consensus)
       report.md, *.png       ``dssl report RUN``
       peers/<peer id>/
         config.yaml          the resolved config this peer was started with
@@ -44,6 +45,7 @@ MANIFEST_FILE = "manifest.json"
 TIMELINE_FILE = "timeline.jsonl"
 SUMMARY_FILE = "summary.json"
 DIAGNOSTICS_FILE = "diagnostics.json"
+CONSENSUS_FILE = "consensus.json"
 ROUNDS_CSV = "rounds.csv"
 REPORT_FILE = "report.md"
 PARTITION_FILES = ("partition.json", "partition.txt")

@@ -5,7 +5,7 @@ Read :meth:`Trainer.run` top to bottom::
     batch of the local share (seeded order per epoch) -> feature skew (if configured)
     -> objective.training_step -> backward -> optimizer step (AMP + GradScaler on CUDA)
     -> every `period` steps: flat params (+ MAR payload) -> hook.publish -> hook.mix().result()
-       -> mixed params back into the model (+ z_global) -> log the round
+       -> the mix (then DiLoCo's outer step if enabled) into the model (+ z_global) -> log the round
        (on their round schedules: a parameter snapshot, and the probe-batch diagnostics before and
        after the mix, timed apart from the round and from the training-time budget)
     -> progress / metrics line, evaluation and checkpoint on their schedules
@@ -50,6 +50,7 @@ from peer.evaluate import EvalSettings, evaluate
 from peer.flat import FlatLayout
 from peer.local_data import LocalData, load_local_data
 from peer.metrics import MetricsWriter, RunningMean, format_progress, progress_logger, round_fields
+from peer.outer_optimizer import OuterOptimizer
 from peer.probe import ProbeBatch, collapse_std, embedding_a_mmd, probe_batch, probe_embeddings
 from peer.rundir import METRICS_FILE, checkpoint_path, snapshot_path
 
@@ -88,6 +89,7 @@ class Trainer:
         self.round = 0  # gossip rounds done (rounds are numbered from 1)
         self.last_mix: MixResult | None = None
         self.last_eval: dict | None = None
+        self.outer = OuterOptimizer(cfg.outer, layout, objective)  # a no-op unless outer.enabled
         self._stop = threading.Event()
         self._metrics = MetricsWriter(run_dir / METRICS_FILE, peer_id) if run_dir else None
         self._flat_buf: torch.Tensor | None = None
@@ -164,10 +166,12 @@ class Trainer:
     def load_flat_params(self, flat: torch.Tensor) -> None:
         """Overwrite the model with a flat buffer of this layout (e.g. pulled from neighbours)."""
         self.layout.load_(self.objective, flat)
+        self.outer.restart()
 
     def load_model_state(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Overwrite the model with a full state dict (e.g. a donor's checkpoint)."""
         self.objective.load_state_dict(state_dict)
+        self.outer.restart()
 
     def set_round(self, round: int) -> None:
         """Join the swarm at round ``round`` (a late joiner continues from the swarm's round)."""
@@ -179,6 +183,7 @@ class Trainer:
         self.step, self.round = ckpt.restore_checkpoint(
             state, model=self.objective, optimizer=self.optimizer, scaler=self.scaler
         )
+        self.outer.restore(state.get("extra") or {})
         log.info("%s: resumed from %s at step %d round %d", self.peer_id, path, self.step, self.round)
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
@@ -195,7 +200,7 @@ class Trainer:
             step=self.step,
             round=self.round,
             config=config_to_dict(self.cfg),
-            extra={"fingerprint": self.layout.fingerprint},
+            extra={"fingerprint": self.layout.fingerprint, **self.outer.checkpoint_entries()},
         )
 
     # ------------------------------------------------------------------ the loop
@@ -226,6 +231,7 @@ class Trainer:
             self.evaluate(tag="init")
         loss_avg, interval_images, interval_seconds = RunningMean(100), 0, 0.0
         self.objective.train()
+        self.outer.begin(self.objective)  # the first interval's θ_start (unless resumed)
         while not self._stop.is_set():
             if max_steps is not None and self.step >= max_steps:
                 break
@@ -338,12 +344,16 @@ class Trainer:
         self._diagnostics_seconds += diagnostics_seconds
         # mix: always resolves; a failed or late round keeps the local params and says why
         result = self.hook.mix().result()
-        # load: the mixed params and the neighbourhood's embedding target into the model
+        # load: the mix, through the outer step (a no-op when off), and the neighbourhood's target
+        landed, outer = self.outer.step(result.params if result.failure is None else flat)
         if result.failure is None:
-            self._load_mix(result, round_)
+            self._load_mix(result, round_, landed)
+        elif outer:  # a round that did not mix still takes its outer step
+            self.layout.load_(self.objective, landed)
         self.round = round_
         # log: the round record, then the probe under the mixed params
-        self._write_round(round_, result, compute_seconds, clock() - blocked_from - diagnostics_seconds)
+        blocked_seconds = clock() - blocked_from - diagnostics_seconds
+        self._write_round(round_, result, compute_seconds, blocked_seconds, outer)
         if z_local is not None:
             probe_from = clock()
             z_mixed = self._embed_probe() if result.failure is None else None
@@ -362,9 +372,9 @@ class Trainer:
             self._flat_buf = torch.empty(self.layout.numel, dtype=torch.float32)
         return self._flat_buf
 
-    def _load_mix(self, result: MixResult, round_: int) -> None:
-        """The mixed params into the model, and the objective's target from the neighbourhood."""
-        self.layout.load_(self.objective, result.params)
+    def _load_mix(self, result: MixResult, round_: int, params: torch.Tensor) -> None:
+        """``params`` (the mix, after any outer step) into the model; the objective's target from the mix."""
+        self.layout.load_(self.objective, params)
         target = self.objective.neighbourhood_target(result.embedding, result.embeddings)
         if target is not None:
             self.objective.set_global_embedding(target.to(self.device), round_)
@@ -416,10 +426,10 @@ class Trainer:
         return ckpt.atomic_torch_save(state, snapshot_path(self.run_dir, round))
 
     def _write_round(
-        self, round: int, result: MixResult, compute_seconds: float, blocked_seconds: float
+        self, round: int, result: MixResult, compute_seconds: float, blocked_seconds: float, outer: dict
     ) -> None:
         """The round's record (:func:`peer.metrics.round_fields`); a round that did not mix records
-        only its ``error`` (the hook's ``failure``) and times."""
+        only its ``error`` (the hook's ``failure``) and times; ``outer``: the outer step's norms."""
         if result.failure is not None:
             fields = {
                 "error": result.failure,
@@ -431,7 +441,7 @@ class Trainer:
                 "mode": self.cfg.gossip.mode,
                 **round_fields(result, compute_seconds=compute_seconds, blocked_seconds=blocked_seconds),
             }
-        self._write("round", step=self.step, round=round, **fields)
+        self._write("round", step=self.step, round=round, **fields, **outer)
 
     # ------------------------------------------------------------------ evaluation and logging
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+from pathlib import Path
 
 import pytest
 
@@ -210,35 +211,157 @@ def test_unmatched_seeds_fall_back_to_welch():
     assert any("Welch" in r for r in result.reasons)
 
 
-def test_claims_csv_has_exactly_the_issue_columns(tmp_path):
+def test_claims_csv_has_the_issue_columns_and_the_older_ones(tmp_path):
     # prepare
-    result = _mim_vs_cl(_drop_rows([0.01, 0.02, 0.015], [0.10, 0.12, 0.11]))
+    claim = _drop_claim(delta=0.02)
+    result = evaluate_claims(_drop_rows([0.01, 0.02, 0.015], [0.10, 0.12, 0.11]), [claim])[0]
     # execute
     path = write_claims_csv([result], tmp_path / "claims.csv")
     # assert
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
-    assert (
-        tuple(reader.fieldnames)
-        == CLAIMS_CSV_FIELDS
-        == (
-            "claim",
-            "quantity_a",
-            "mean_a",
-            "ci_low_a",
-            "ci_high_a",
-            "quantity_b",
-            "mean_b",
-            "ci_low_b",
-            "ci_high_b",
-            "seeds",
-            "reproduced",
-        )
+    assert tuple(reader.fieldnames) == CLAIMS_CSV_FIELDS
+    issue = ("claim", "metric", "effect", "ci_low", "ci_high", "delta", "n_seeds", "decision")
+    older = ("quantity_a", "mean_a", "ci_low_a", "ci_high_a", "quantity_b", "mean_b", "seeds", "reproduced")
+    assert set(issue + ("half_width", "protocol") + older) <= set(CLAIMS_CSV_FIELDS)
+    out = rows[0]
+    assert out["claim"] == "1: MAE drops less than SimSiam" and out["metric"] == "knn_mean"
+    assert out["protocol"] == "kNN, per-peer (mean over peers) [knn_mean]"
+    assert out["decision"] == "confirmed" and out["reproduced"] == "yes"
+    assert out["n_seeds"] == out["seeds"] == "3" and float(out["delta"]) == 0.02
+    # effect in the paper's direction: SimSiam's drop minus MAE's, per seed 0.09, 0.10, 0.095
+    half = T_975_DF2 * 0.005 / math.sqrt(3)
+    assert float(out["effect"]) == pytest.approx(0.095)
+    assert float(out["ci_low"]) == pytest.approx(0.095 - half, abs=1e-5)
+    assert float(out["half_width"]) == pytest.approx(half, abs=1e-5)
+    assert float(out["mean_a"]) == pytest.approx(0.015)
+
+
+# ---------------------------------------------------------------- decisions (issue 14, items 4-5)
+
+
+def _drop_claim(delta=None, protocol=None):
+    spec = {
+        "id": 1,
+        "claim": "MAE drops less than SimSiam",
+        "expect": "a < b",
+        "a": {
+            "quantity": "drop",
+            "where": {"method": "mae"},
+            "from": {"split": "iid"},
+            "to": {"split": "dir0.1"},
+        },
+        "b": {
+            "quantity": "drop",
+            "where": {"method": "simsiam"},
+            "from": {"split": "iid"},
+            "to": {"split": "dir0.1"},
+        },
+    }
+    if delta is not None:
+        spec["delta"] = delta
+    if protocol is not None:
+        spec["protocol"] = protocol
+    return parse_claim(spec)
+
+
+def _decide_on(effects, delta=0.02):
+    """Per-seed effects (SimSiam's drop − MAE's drop) with MAE's drop fixed at 0.05."""
+    rows = _drop_rows([0.05] * len(effects), [0.05 + e for e in effects])
+    return evaluate_claims(rows, [_drop_claim(delta=delta)])[0]
+
+
+def test_effect_clearly_in_the_paper_direction_is_confirmed():
+    # effects 0.03, 0.04, 0.05, 0.04, 0.04: mean 0.04, sd 0.00707, half-width 0.00878 -> CI above 0
+    result = _decide_on([0.03, 0.04, 0.05, 0.04, 0.04])
+    v = result.assessment
+    assert v.decision == "confirmed" and result.seeds == 5
+    assert v.effect == pytest.approx(0.04)
+    assert v.half_width == pytest.approx(2.776445105 * math.sqrt(0.00005) / math.sqrt(5), rel=1e-6)
+
+
+def test_effect_clearly_against_the_paper_is_refuted():
+    result = _decide_on([-0.03, -0.04, -0.05, -0.04, -0.04])
+    assert result.assessment.decision == "refuted" and result.assessment.high < 0
+    assert not result.reproduced
+
+
+def test_ci_around_zero_inside_delta_is_refuted_by_equivalence():
+    # effects ±0.002 around 0: mean 0, half-width ~0.0025, well inside ±δ = ±0.02
+    result = _decide_on([0.002, -0.002, 0.001, -0.001, 0.0])
+    v = result.assessment
+    assert v.low < 0 < v.high and -0.02 <= v.low and v.high <= 0.02
+    assert v.decision == "refuted (equivalence)"
+    assert v.half_width <= 0.02 / 2 and v.seeds_needed == 5
+
+
+def test_wide_ci_around_zero_is_underpowered_and_says_how_far_from_delta_half():
+    # effects with sd 0.05 around 0 over 3 seeds: half-width ~0.124 > δ/2 = 0.01
+    result = _decide_on([0.05, -0.05, 0.0])
+    v = result.assessment
+    assert v.decision == "underpowered"
+    assert "half-width 0.124 vs δ/2 = 0.01 (underpowered, 3 seeds)" in v.power
+    # t(0.975, n-1) * 0.05 / sqrt(n) <= 0.01 first holds at n = 99 (scipy: n = 98 gives 0.010024)
+    assert v.seeds_needed == 99 and "needs 99 seeds" in v.power
+    assert "95 % CI of a − b does not exclude 0 on the claimed side" in result.reasons
+
+
+def test_without_delta_a_ci_around_zero_is_no_delta_and_one_seed_is_underpowered():
+    assert _decide_on([0.002, -0.002, 0.001], delta=None).assessment.decision == "no delta"
+    assert _decide_on([0.002, -0.002, 0.001], delta=None).assessment.seeds_needed is None
+    assert _decide_on([0.03]).assessment.decision == "underpowered"
+
+
+def test_missing_side_is_no_data():
+    rows = [r for r in _drop_rows([0.01, 0.02], [0.1, 0.1]) if r["method"] == "mae"]
+    assert evaluate_claims(rows, [_drop_claim(delta=0.02)])[0].assessment.decision == "no data"
+
+
+def test_protocol_moves_both_sides_to_its_column_and_bad_delta_is_rejected():
+    # prepare: kNN says MAE drops less; the linear probe says the opposite
+    rows = _drop_rows([0.01, 0.02, 0.015], [0.10, 0.12, 0.11])
+    for r in rows:  # linear probe: MAE's dir0.1 runs lose 0.3, SimSiam's the same as under kNN
+        bad = r["method"] == "mae" and r["split"] == "dir0.1"
+        r["linear_mean"] = str(0.5 + 0.001 * int(r["seed"]) if bad else float(r["knn_mean"]))
+    # execute
+    claim = _drop_claim(delta=0.02, protocol="linear_mean")
+    result = evaluate_claims(rows, [claim])[0]
+    # assert
+    assert claim.metric == "linear_mean" and claim.a.metric == "linear_mean"
+    assert result.assessment.decision == "refuted"
+    knn = parse_claim(
+        {
+            "id": 2,
+            "a": {"quantity": "knn_mean"},
+            "b": {"quantity": "knn_mean"},
+            "expect": "a > b",
+            "protocol": "linear_mean",
+        }
     )
-    assert rows[0]["claim"] == "1: MAE drops less than SimSiam"
-    assert rows[0]["seeds"] == "3" and rows[0]["reproduced"] == "yes"
-    assert float(rows[0]["mean_a"]) == pytest.approx(0.015)
+    assert knn.a.quantity == knn.b.quantity == "linear_mean"
+    for bad in (0, -0.01, "x", True):
+        with pytest.raises(ValueError, match="delta"):
+            _drop_claim(delta=bad)
+    with pytest.raises(ValueError, match="contradicts"):
+        parse_claim(
+            {
+                "id": 3,
+                "a": {"quantity": "drop", "metric": "linear_mean", "from": {"s": "x"}, "to": {"s": "y"}},
+                "b": {"quantity": "knn_mean"},
+                "expect": "a > b",
+                "protocol": "knn_mean",
+            }
+        )
+
+
+def test_the_study_grid_states_a_positive_delta_for_every_claim():
+    # the grid the real study runs: every claim must be decidable (issue 14, item 4)
+    grid = Path(__file__).resolve().parents[2] / "examples" / "study" / "claims.yaml"
+    claims = load_claims(grid)
+    assert [c.id for c in claims] == ["1", "1b", "2", "3", "3b"]
+    assert all(c.delta is not None and c.delta > 0 for c in claims)
+    assert all(c.metric == "knn_mean" for c in claims)
 
 
 def test_load_claims_reads_the_grid_and_rejects_a_bad_expect(tmp_path):

@@ -80,7 +80,10 @@ def _drive_process_faults(runner: FaultRunner, swarm: SwarmProcesses, first_p2) 
 def _assert_faults_logged(swarm: SwarmProcesses) -> None:
     faults = swarm.timeline.events("fault")
     timed = [e["action"] for e in faults if e["action"] not in ("stop", "resume")]
-    assert timed[:4] == ["drop", "bandwidth", "partition", "bandwidth"]
+    assert timed[:3] == ["drop", "bandwidth", "partition"]
+    # the bandwidth undo is due 0.3 s after the bandwidth fault fired, heal at 0.4 s: on a loaded
+    # machine the first step comes late enough to swap them
+    assert sorted(timed[3:5]) == ["bandwidth", "heal"]
     assert {e["action"] for e in faults} == {
         *("stop", "resume", "drop", "bandwidth", "partition", "heal"),
         *("kill", "restart", "join", "slow", "leave"),
@@ -95,6 +98,9 @@ def _assert_faults_logged(swarm: SwarmProcesses) -> None:
     }
     on_disk = [json.loads(line) for line in swarm.run.timeline_path.read_text().splitlines()]
     assert [e for e in on_disk if e["event"] == "fault"] == faults
+    # a restart joins through several live peers (any one may die next): p0 and p1 were up for p2's
+    restarted = [e for e in swarm.timeline.events("spawned") if e["peer"] == "p2"][-1]
+    assert {m.rsplit("/", 1)[1] for m in restarted["bootstrap"]} >= {"p0", "p1"}
 
 
 def test_runner_applies_process_and_transport_faults_and_logs_them(tmp_path, reaper):
