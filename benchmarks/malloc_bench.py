@@ -1,8 +1,8 @@
 """Peer RSS growth with and without the malloc tuning of ``peer/allocator.py``, in one swarm.
 
 Starts the soak's swarm (``benchmarks/soak.py``: SimSiam ``test_resnet``, sync ring, no faults)
-with ``--peers`` peers, alternately with ``DSSL_MALLOC_TUNING=0`` (glibc's defaults) and with the
-tuning on, so both arms share one run and one machine load. Samples each peer process's RSS every
+with ``--peers`` peers, alternately with ``DSSL_MALLOC_TUNING=0`` (glibc's defaults) and ``=1``
+(the tuning), so both arms share one run and one machine load. Samples each peer process's RSS every
 10 s and fits a least-squares slope over its samples after ``--skip-s`` seconds; ends with::
 
     RESULT default_mb_per_h=<median> tuned_mb_per_h=<median> default_rss_mb=<median> tuned_rss_mb=<median>
@@ -23,7 +23,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import soak  # noqa: E402
 
-ARMS = {"default": {"DSSL_MALLOC_TUNING": "0"}, "tuned": {}}
+ARMS = {"default": {"DSSL_MALLOC_TUNING": "0"}, "tuned": {"DSSL_MALLOC_TUNING": "1"}}
 
 
 def _sample(swarm, samples: dict[str, list[tuple[float, float]]]) -> None:

@@ -34,7 +34,8 @@ failed / refused, the longest round vs the deadline and the RSS slope per peer, 
   median and the number of those fits; baseline_rss_slope_mb_per_h: the same maximum in the
   fault-free run, where every process lives the whole run.
 
-The churn and the measured window start once every peer has logged its first round
+Peers run with the malloc tuning of ``peer/allocator.py`` (flat RSS; ``--no-malloc-tuning`` for
+glibc's defaults). The churn and the measured window start once every peer has logged its first round
 (``--train-timeout-s``). Churn: by default a mixed seeded schedule (kill/restart, stop, slow,
 drop, partition); with ``--kill-every-s N`` one random peer is killed (SIGKILL) every N seconds
 and restarted from its checkpoint ``--restart-after-s`` later. ``--slow-peer K`` makes peer p1 K
@@ -50,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import defaultdict
@@ -69,6 +71,7 @@ from launcher.fault_schedule import FaultSchedule, generate_schedule, kill_sched
 from launcher.processes import SwarmProcesses  # noqa: E402
 from launcher.run_setup import create_run_dir, write_manifest, write_peer_configs  # noqa: E402
 from launcher.spec import plan_from_dict  # noqa: E402
+from peer.allocator import ENABLE_ENV  # noqa: E402
 from peer.metrics import read_metrics  # noqa: E402
 from peer.rundir import METRICS_FILE, TIMELINE_FILE, peer_dir  # noqa: E402
 
@@ -141,6 +144,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--slow-peer", type=float, default=1.0, help="peer p1 is this many times slower")
     p.add_argument("--deadline-s", type=float, default=3.0, help="the pull deadline of every round")
     p.add_argument("--baseline", action="store_true", help="first run the same swarm without faults")
+    p.add_argument(
+        "--no-malloc-tuning",
+        dest="malloc_tuning",
+        action="store_false",
+        help="peers keep glibc's default malloc (faster training, creeping RSS; peer/allocator.py)",
+    )
     p.add_argument(
         "--train-timeout-s", type=float, default=900.0, help="wait this long for every peer's first round"
     )
@@ -402,6 +411,7 @@ def report_only(run_dir: Path, args: argparse.Namespace) -> None:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    os.environ[ENABLE_ENV] = "1" if args.malloc_tuning else "0"  # the peers inherit it
     if args.report_only is not None:
         report_only(args.report_only, args)
         return 0
