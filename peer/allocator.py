@@ -16,8 +16,8 @@ thresholds (set through the environment, or through ``mallopt`` as here) -28 to 
 
 The price is speed: with a 128 KiB mmap threshold every large activation of a training step is
 a fresh mmap, zero-filled page by page. Measured (``benchmarks/train_bench.py``'s step, one
-process, 1 thread, batch 128): MAE 1161 -> 633 images/s, SimSiam 578 -> 332; ``make demo`` (now
-with the θ̄ evaluation) took 9 min 3 s against 4 min 31 s before. So it is **off by default**:
+process, 1 thread, batch 128): MAE 1161 -> 633 images/s, SimSiam 578 -> 332; ``make demo`` took
+9 min 3 s against 5 min 22 s without. So it is **off by default**:
 ``DSSL_MALLOC_TUNING=1`` in a peer's environment turns it on, for long runs where flat memory
 matters more than training speed (the churn soak sets it). Only glibc has ``mallopt``; elsewhere
 (musl, macOS) this does nothing.
