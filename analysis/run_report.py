@@ -14,6 +14,8 @@ events) and ``manifest.json``. Outputs, in the run dir: ``report.md`` and ``repo
   and A-MMD to the neighbourhood-averaged model over rounds;
 * when ``consensus.json`` exists (:mod:`peer.consensus`, written by the launcher): the consensus
   model θ̄'s kNN / linear / fine-tune accuracy in a row beside each live peer's final kNN / linear;
+* when the baselines were trained (``baselines/``, :mod:`analysis.baselines`): the swarm against
+  each peer alone and a centralised model, with the paired gain and its 95 % CI;
 
 every timeline plot carries the run's fault / crash / restart events as vertical lines.
 """
@@ -26,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from analysis.baselines import BASELINES_DIR, format_summary, summarize
 from analysis.diagnostics import write_diagnostics
 from analysis.run_plots import plot_bytes, plot_consensus, plot_knn, plot_representation
 from analysis.timeline import read_timeline
@@ -105,6 +108,14 @@ def _consensus_lines(run_dir: Path) -> list[str]:
     return lines
 
 
+def _baseline_lines(run_dir: Path) -> list[str]:
+    """The swarm-vs-baselines section (none when no baseline was trained)."""
+    if not (run_dir / BASELINES_DIR).is_dir():
+        return []
+    text = format_summary(summarize(run_dir))
+    return ["", "## Does the swarm pay? Local-only and centralised baselines", "", "```", text, "```"]
+
+
 def _markdown(run_dir: Path, diag: dict, events: list[dict], plots: list[Path]) -> str:
     manifest_path = run_dir / MANIFEST_FILE
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
@@ -138,7 +149,7 @@ def _markdown(run_dir: Path, diag: dict, events: list[dict], plots: list[Path]) 
         evals = [e for e in s["evals"] if e.get("knn") is not None]
         first, last = (evals[0]["knn"], evals[-1]["knn"]) if evals else (None, None)
         lines.append(f"| {peer} | {_fmt(first)} | {_fmt(last)} | {len(s['rounds'])} |")
-    lines += _consensus_lines(run_dir)
+    lines += _consensus_lines(run_dir) + _baseline_lines(run_dir)
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     if events:
         lines += ["", "## Events", "", "| round (interp.) | t_rel (s) | event |", "|---|---|---|"]

@@ -1,8 +1,12 @@
 """Benchmarks (run by ``make bench``, never by the default test run) and the two-process timing
 harness every pairwise benchmark shares, so that all of them time an exchange the same way.
 
-Map: ``gossip_bench.py`` prints the RESULT line; ``_raw_grpc.py`` is the plain-grpcio yardstick;
-``_hivemind_avg.py`` is hivemind's DecentralizedAverager, the system users would otherwise pick.
+Map: ``gossip_bench.py`` prints the exchange RESULT line; ``_raw_grpc.py`` is the plain-grpcio
+yardstick; ``_hivemind_avg.py`` is hivemind's DecentralizedAverager, the system users would otherwise
+pick. ``train_bench.py`` times training steps per objective; ``linerate_bench.py`` (with
+``_netns_links.py``, ``_netns_peer.py``, ``_netns_tcp.py``) measures pulls against shaped netns links;
+``soak.py`` is the churn soak of ``make soak``; ``malloc_bench.py`` compares allocator settings in
+one swarm; ``gpu_smoke.py`` checks the CUDA + AMP path of the paper-scale models.
 
 How a pairwise exchange is timed (``time_pair``):
 

@@ -22,8 +22,9 @@ failed / refused, the longest round vs the deadline and the RSS slope per peer, 
 * max_round_over_deadline: the longest pull phase of any round divided by the pull deadline.
 
 * rounds_past_deadline: rounds whose pulls took longer than the pull deadline (no grace).
-* rejoin_rounds_max: after each restart, the rounds the restarted peer logged up to and including
-  its first round in which a neighbour answered (1 = it mixed in its first round back).
+* rejoin_rounds_max: after each restart, the rounds the restarted incarnation logged up to and
+  including its first round in which a neighbour answered (1 = it mixed in its first round back);
+  rejoin_failed: restarts whose incarnation never had such a round (e.g. it could not join).
 * throughput_ratio (with ``--baseline``): images trained per second over the run (each peer's last
   step x its batch), divided by the same for a fault-free run of the same swarm and length that
   runs first in the same invocation.
@@ -246,17 +247,34 @@ def restart_latencies(run_dir: Path, ids: list[str]) -> list[float]:
     return out
 
 
-def rejoin_rounds(run_dir: Path) -> list[int]:
-    """Per restart: the restarted peer's rounds up to its first round with a neighbour answering."""
-    out = []
+def rejoin_rounds(run_dir: Path) -> list[int | None]:
+    """Per restart: the restarted incarnation's rounds up to its first round with a neighbour
+    answering; None when it crashed before one (a failed rejoin, e.g. it could not join). Restarts
+    killed again by the schedule, or stopped by the run's end, before such a round are left out."""
+    out: list[int | None] = []
     for event in _events(run_dir, "fault"):
         if event["action"] != "restart" or not event.get("applied"):
             continue
-        path = peer_dir(run_dir, event["peer"]) / METRICS_FILE
-        after = [r for r in read_metrics(path, kind="round") if r["time"] > event["t"] and "error" not in r]
+        peer, t = event["peer"], event["t"]
+        kills = [e["t"] for e in _events(run_dir, "fault", peer) if e["action"] == "kill" and e["t"] > t]
+        until = min(kills, default=float("inf"))  # the schedule's next kill of this peer
+        path = peer_dir(run_dir, peer) / METRICS_FILE
+        after = [r for r in read_metrics(path, kind="round") if t < r["time"] < until and "error" not in r]
         first = next((i for i, r in enumerate(after) if r["answered"] > 0), None)
-        out.append(first + 1 if first is not None else len(after) + 1)
+        if first is not None:
+            out.append(first + 1)
+        elif any(t < e["t"] < until for e in _events(run_dir, "crashed", peer)):
+            out.append(None)
     return out
+
+
+def rejoin_fields(rejoins: list[int | None]) -> str:
+    """``rejoin_rounds_max=`` over the restarts that rejoined, ``rejoin_failed=`` those that did not."""
+    rejoined = [r for r in rejoins if r is not None]
+    return (
+        f"rejoin_rounds_max={max(rejoined, default=0)} rejoin_failed={len(rejoins) - len(rejoined)} "
+        f"restarts={len(rejoins)}"
+    )
 
 
 def _peer_tally(records: list[dict], deadline: float, grace_s: float) -> dict[str, float]:
@@ -403,8 +421,7 @@ def report_only(run_dir: Path, args: argparse.Namespace) -> None:
         f"REREAD hangs={sum(t['over'] for t in tallies) + len(stalled)} stalls={len(stalled)} "
         f"partial_states={sum(t['partial'] for t in tallies)} "
         f"rounds_past_deadline={sum(t['past'] for t in tallies)} "
-        f"rejoin_rounds_max={max(rejoins, default=0)} restarts={len(rejoins)} "
-        f"restart_to_round_s_max={max(latencies, default=0.0):.1f}",
+        f"{rejoin_fields(rejoins)} restart_to_round_s_max={max(latencies, default=0.0):.1f}",
         flush=True,
     )
 
@@ -423,8 +440,8 @@ def main(argv: list[str]) -> int:
     ratio = totals["images_per_s"] / baseline["images_per_s"] if baseline else float("nan")
     print(
         f"RESULT hangs={totals['hangs']:.0f} partial_states={totals['partial']:.0f} "
-        f"rounds_past_deadline={totals['past']:.0f} rejoin_rounds_max={max(rejoins, default=0)} "
-        f"restarts={len(rejoins)} restart_to_round_s_max={max(latencies, default=0.0):.1f} "
+        f"rounds_past_deadline={totals['past']:.0f} {rejoin_fields(rejoins)} "
+        f"restart_to_round_s_max={max(latencies, default=0.0):.1f} "
         f"throughput_ratio={ratio:.3f} "
         f"max_round_over_deadline={totals['longest'] / args.deadline_s:.3f} "
         f"rss_slope_mb_per_h={totals['slope']:.1f} rss_slope_median={totals['slope_median']:.1f} "

@@ -15,8 +15,10 @@ faults.py      transport-fault injection: the control file and the server interc
 membership.py  the Membership interface (live peers) and the static peer list
 discovery.py   hivemind DHT: announce self, list live peers
 dht_records.py which DHT entries are valid (PeerRecordValidator); with discovery.py, our only hivemind users
+dht_errors.py  DiscoveryError / JoinError and the messages for a DHT that did not start or join
 runner.py      GossipRunner: background event loop + the trainer's facade; owns each round's deadline
 adaptive_deadline.py  each neighbour's pull deadline: fixed, or following its measured pull times
+round_budget.py  the share of a round's deadline its pulls get: a margin that grows after late rounds
 state_transfer.py  a late joiner's first model: the averaged newest snapshots of a few live donors
 address.py     host:port and multiaddr helpers, the address a wildcard listener advertises
 

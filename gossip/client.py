@@ -125,7 +125,8 @@ async def call_pull(
 
 
 def pull_timeout(deadline_s: float) -> float:
-    """The gRPC timeout of a pull: the round's deadline less a margin (5 %, at most 0.25 s) for
-    finishing the mix and the event loop's wake-up, so a round that waited for a slow neighbour
-    still ends within its deadline rather than just past it."""
+    """The gRPC timeout of a pull on an idle host: the round's deadline less a base margin (5 %, at
+    most 0.25 s) for finishing the mix and the event loop's wake-up, so a round that waited for a
+    slow neighbour still ends within its deadline; :class:`gossip.round_budget.RoundBudget` widens
+    the margin on a host where rounds still end late."""
     return deadline_s - min(0.25, 0.05 * deadline_s)

@@ -35,6 +35,7 @@ import hivemind
 from hivemind.utils.multiaddr import Multiaddr
 from hivemind.utils.timed_storage import get_dht_time
 
+from gossip.dht_errors import DiscoveryError, JoinError, start_error
 from gossip.dht_records import TOMBSTONE, PeerRecordValidator, WarnOnce, check_entry
 from protocol.records import PeerRecord, RecordError, peer_record_to_bytes
 
@@ -42,10 +43,6 @@ logger = logging.getLogger(__name__)
 
 _MIN_EXPIRATION_STEP = 1e-3  # hivemind keeps the later-expiring value, so each store must expire later
 _TIMEOUTS = (TimeoutError, concurrent.futures.TimeoutError)  # distinct types before Python 3.11
-
-
-class DiscoveryError(RuntimeError):
-    """The DHT could not start or join; the message says what failed and what to check."""
 
 
 def check_initial_peer(maddr: str) -> None:
@@ -78,6 +75,9 @@ class DiscoveryConfig:
     startup_timeout_s: float = 60.0  # generous: p2pd start-up on a loaded 2-core machine
     request_timeout_s: float = 5.0  # deadline of each DHT get/store from this process
     shutdown_timeout_s: float = 5.0  # then the DHT process is terminated
+    join_attempts: int = 3  # a join no initial peer answered is tried again: on a loaded host p2pd's
+    #                         dial can time out although the peers are fine (16 peers on 2 cores)
+    join_retry_s: float = 3.0  # pause before the second attempt, doubled before each further one
     client_mode: bool = False  # True: store/read only, serve nobody (e.g. `dssl status`)
     nat_port_map: bool = False  # UPnP/NAT-PMP port mapping; only when the user asks
     auto_nat: bool = False  # libp2p AutoNAT reachability probing; only when the user asks
@@ -109,6 +109,11 @@ class DiscoveryConfig:
         for timeout in ("startup_timeout_s", "request_timeout_s", "shutdown_timeout_s"):
             if getattr(self, timeout) <= 0:
                 raise ValueError(f"{timeout} must be > 0, got {getattr(self, timeout)}")
+        if self.join_attempts < 1 or self.join_retry_s < 0:
+            raise ValueError(
+                f"join_attempts must be >= 1 and join_retry_s >= 0, "
+                f"got {self.join_attempts}, {self.join_retry_s}"
+            )
         for maddr in peers:
             check_initial_peer(maddr)
 
@@ -152,29 +157,6 @@ def _is_loopback(maddr: str) -> bool:
     return False
 
 
-def _start_error(exc: BaseException, config: DiscoveryConfig) -> DiscoveryError:
-    """Turn hivemind/p2pd start-up failures into a message that says what to check."""
-    text = str(exc)
-    peers = ", ".join(config.initial_peers)
-    if "bootstrap" in text or "initial_peers" in text:
-        return DiscoveryError(
-            f"could not join swarm {config.swarm_id!r}: no initial peer answered ({peers}). Check that "
-            f"the address and port are right and reachable from this host (firewall open for that TCP "
-            f"port), that the bootstrap peer is still running, and that the /p2p/ peer id is its current "
-            f"one (it changes on every restart). [{text}]"
-        )
-    if "listen" in text or "bind" in text:
-        return DiscoveryError(
-            f"the DHT could not listen on {config.host_maddr}: check that {config.host} is an address of "
-            f"this machine and that port {config.port} is free. [{text}]"
-        )
-    return DiscoveryError(
-        f"the hivemind DHT daemon (p2pd) did not start: {text}. Check that hivemind is installed with "
-        f"its p2pd binary, that {config.host_maddr} is usable here, and raise startup_timeout_s "
-        f"(now {config.startup_timeout_s:g} s) on a heavily loaded machine."
-    )
-
-
 class DHTDiscovery:
     """Announce our ``PeerRecord`` and list the live ones; implements ``gossip.membership.Membership``.
 
@@ -203,8 +185,7 @@ class DHTDiscovery:
         quiet_hivemind()
         started = time.perf_counter()
         peers = list(config.initial_peers) or None
-        dht = _new_dht(config, peers)
-        maddrs = _visible_maddrs_when_ready(dht, config)
+        dht, maddrs = _start_dht(config, peers)
         action = "joined" if peers else "bootstrapped"
         logger.info(
             "discovery %s swarm %r in %.2f s; visible at %s",
@@ -413,6 +394,29 @@ class DHTDiscovery:
                 )
 
 
+def _start_dht(config: DiscoveryConfig, peers: list[str] | None) -> tuple[hivemind.DHT, list[str]]:
+    """Start the DHT and wait until it is ready; a join that no initial peer answered is tried
+    ``join_attempts`` times in all, with a doubling pause between attempts."""
+    pause = config.join_retry_s
+    for attempt in range(1, config.join_attempts + 1):
+        dht = _new_dht(config, peers)
+        try:
+            return dht, _visible_maddrs_when_ready(dht, config)
+        except JoinError as exc:
+            if attempt == config.join_attempts:
+                raise JoinError(f"{exc} (after {attempt} attempts)") from exc
+            logger.warning(
+                "join attempt %d of %d failed (%s); trying again in %.1f s",
+                attempt,
+                config.join_attempts,
+                exc,
+                pause,
+            )
+            time.sleep(pause)
+            pause *= 2
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
 def _new_dht(config: DiscoveryConfig, peers: list[str] | None) -> hivemind.DHT:
     """Start the DHT process with our safe flags; readiness is awaited by the caller, with a deadline."""
     return hivemind.DHT(
@@ -448,7 +452,7 @@ def _visible_maddrs_when_ready(dht: hivemind.DHT, config: DiscoveryConfig) -> li
         ) from None
     except Exception as exc:
         _stop_dht(dht, config.shutdown_timeout_s)
-        raise _start_error(exc, config) from exc
+        raise start_error(exc, config) from exc
     return maddrs
 
 

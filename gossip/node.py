@@ -36,9 +36,10 @@ import torch
 
 from gossip import _grpc, robust
 from gossip.adaptive_deadline import AdaptiveDeadline, PullDeadlines
-from gossip.client import PullFailed, call_hello, call_pull, open_channel, pull_timeout
+from gossip.client import PullFailed, call_hello, call_pull, open_channel
 from gossip.faults import FaultInterceptor
 from gossip.hook import MixResult, NeighbourReport
+from gossip.round_budget import RoundBudget
 from gossip.round_mixer import RoundMixer, neighbourhood_embeddings
 from gossip.security import SwarmAuth, TLSFiles
 from gossip.service import GossipService
@@ -138,6 +139,7 @@ class GossipNode:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._receive_buffers: dict[str, torch.Tensor] = {}  # reused across rounds by mix()
         self.deadlines = PullDeadlines(config.pull_deadline_s, config.adaptive_deadline)
+        self.budget = RoundBudget()  # the share of a deadline the pulls get (learns the host's lateness)
         self._mix_lock = asyncio.Lock()
         self._encoding: asyncio.Future | None = None  # the latest snapshot's frame building
         self._spare: asyncio.Future | None = None  # next round's output buffer, pre-faulted off the hot path
@@ -267,7 +269,7 @@ class GossipNode:
         start = time.perf_counter()
         try:
             snapshot, nbytes = await call_pull(
-                channel, request, assembler, pull_timeout(deadline), self._auth
+                channel, request, assembler, self.budget.timeout(deadline), self._auth
             )
         except PullFailed as exc:
             seconds = time.perf_counter() - start
@@ -330,6 +332,7 @@ class GossipNode:
             embeddings = neighbourhood_embeddings(own.embedding, answered)
             embedding = torch.stack(embeddings).mean(dim=0) if embeddings else None
             mix_seconds = time.perf_counter() - start - pull_seconds + mixer.seconds
+            self._observe_lateness(time.perf_counter() - start, outcomes)
         reports = tuple(self._report(o, kept, round) for o in outcomes)
         result = MixResult(
             round=round,
@@ -345,6 +348,13 @@ class GossipNode:
         )
         logger.info("%s round %d: %s", self.config.peer_id, round, result.summary())
         return result
+
+    def _observe_lateness(self, elapsed_s: float, outcomes: list[PullOutcome]) -> None:
+        """Tell the round budget how long the pulls and the mix took (the next margin may grow)."""
+        deadlines = [o.deadline_s for o in outcomes if o.deadline_s is not None]
+        lateness = self.budget.observe(elapsed_s, max(deadlines)) if deadlines else 0.0
+        if lateness > 0:
+            logger.info("%s: round ran %.2f s past its pulls' timeout", self.config.peer_id, lateness)
 
     def _own_snapshot(self, round: int) -> Snapshot:
         """The snapshot we mix from: exactly ``round`` (sync) or the newest one (async)."""

@@ -48,6 +48,10 @@ COMMANDS = {
         "evaluate the consensus model of a swarm run (kNN, linear, fine-tune)",
         "launcher.swarm:consensus_main",
     ),
+    "baselines": Command(
+        "train a swarm run's peers alone and one centralised model, and compare with the swarm",
+        "launcher.baselines:baselines_main",
+    ),
     "sweep": Command(
         "run a grid of swarm runs, resumable, into one results table", "launcher.sweep:sweep_main"
     ),

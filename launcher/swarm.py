@@ -25,6 +25,7 @@ from pathlib import Path
 
 from analysis.collect import collect, format_table
 from gossip.security import SecurityConfigError, load_secret
+from launcher.baselines import train_baselines
 from launcher.certs import default_hosts, write_swarm_tls
 from launcher.fault_control import with_fault_injection
 from launcher.fault_runner import FaultRunner
@@ -248,7 +249,9 @@ def check_secret_file(path: Path | None) -> None:
         raise SpecError(f"--swarm-secret-file: {exc}") from None
 
 
-def _parser(prog: str, description: str, default_spec: Path | None) -> argparse.ArgumentParser:
+def _parser(
+    prog: str, description: str, default_spec: Path | None, baselines: bool = False
+) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument(
         "--config", type=Path, default=default_spec, help="swarm spec YAML (see examples/swarm.yaml)"
@@ -276,6 +279,13 @@ def _parser(prog: str, description: str, default_spec: Path | None) -> argparse.
         action="store_false",
         help="skip evaluating the consensus model (mean of the live peers' final models) afterwards",
     )
+    p.add_argument(
+        "--baselines",
+        action=argparse.BooleanOptionalAction,
+        default=baselines,
+        help="afterwards, train every peer alone (local-only) and one centralised model on the union "
+        "of their shares, and compare (dssl baselines RUN does it for a finished run)",
+    )
     _security_options(p)
     return p
 
@@ -297,18 +307,21 @@ def _security_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _report(run: RunDir, codes: dict[str, int | None], consensus: bool = True) -> int:
-    """The per-peer table, the consensus model θ̄ (when asked and a peer finished), the RESULT line
-    last. Non-zero when a peer crashed, none finished or θ̄ could not be evaluated."""
+def _report(run: RunDir, codes: dict[str, int | None], args: argparse.Namespace) -> int:
+    """The per-peer table, the consensus model θ̄ and the baselines (when asked and a peer
+    finished), the RESULT line last. Non-zero when a peer crashed, none finished or θ̄ / the
+    baselines could not be evaluated."""
     swarm = collect(run.path)
     print(format_table(swarm))
     if swarm.consensus_distance is not None:
         print(f"consensus distance (1/N) sum ||theta_i - mean||^2 = {swarm.consensus_distance:.6g}")
-    consensus_ok = not (consensus and swarm.finished) or evaluate_consensus_model(run.path, "dssl")
+    consensus_ok = not (args.consensus and swarm.finished) or evaluate_consensus_model(run.path, "dssl")
+    fields = train_baselines(run.path, "dssl") if args.baselines and swarm.finished else ""
     print(f"run directory: {run.path}")
-    print(swarm.result_line(), flush=True)
+    result = swarm.result_line()
+    print(result.replace(" run_dir=", f" {fields} run_dir=") if fields else result, flush=True)
     crashed = [p for p, code in codes.items() if code not in (0, None)]
-    return 1 if crashed or not swarm.finished or not consensus_ok else 0
+    return 1 if crashed or not swarm.finished or not consensus_ok or fields is None else 0
 
 
 def evaluate_consensus_model(run_dir: Path, prog: str, overrides: list[str] | None = None) -> bool:
@@ -405,7 +418,7 @@ def swarm_main(argv: list[str]) -> int:
     except (SpecError, ConfigError, ScheduleError) as exc:
         print(f"dssl swarm: error: {exc}", file=sys.stderr)
         return 2
-    return _report(run, codes, args.consensus)
+    return _report(run, codes, args)
 
 
 def _describe(plan: SwarmPlan) -> str:
@@ -426,8 +439,10 @@ def demo_main(argv: list[str]) -> int:
     """``dssl demo``: the 4-peer Fashion-MNIST swarm of ``make demo``; last line is the RESULT line."""
     p = _parser(
         "dssl demo",
-        "4-peer swarm on Fashion-MNIST (Dirichlet 0.1, ring): kNN before/after, consensus.",
+        "4-peer swarm on Fashion-MNIST (Dirichlet 0.1, ring): kNN before/after, consensus, and the "
+        "same peers trained alone and centralised.",
         DEMO_SPEC,
+        baselines=True,
     )
     args = p.parse_args(argv)
     try:
@@ -449,4 +464,4 @@ def demo_main(argv: list[str]) -> int:
         progress_s=args.progress_s,
     )
     print(f"dssl demo: swarm finished in {time.monotonic() - started:.0f} s")
-    return _report(run, codes, args.consensus)
+    return _report(run, codes, args)

@@ -62,6 +62,8 @@ class DataConfig:
     )
     seed: int = 0  # partition seed: every peer must use the same one to get disjoint shares
     train_limit: int | None = None  # cap on this peer's images (seeded subsample) for short CPU runs
+    union: bool = False  # train on the union of all num_peers shares (each capped as its peer caps it):
+    #                      the centralised baseline of a swarm, on exactly its peers' images
     test_limit: int | None = None  # cap on the global test set used for evaluation (seeded subsample)
 
 

@@ -36,8 +36,23 @@ def _limit(dataset: Any, limit: int | None, seed: int) -> Any:
     """A seeded random subset of at most ``limit`` samples (the dataset itself when it fits)."""
     if limit is None or len(dataset.labels) <= limit:
         return dataset
-    idx = np.sort(np.random.default_rng(seed).choice(len(dataset.labels), size=limit, replace=False))
-    return dataset.subset(idx)
+    return dataset.subset(_limited(np.arange(len(dataset.labels)), limit, seed))
+
+
+def _limited(indices: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """``indices`` cut to a seeded random subset of ``limit`` (in their order)."""
+    if limit is None or len(indices) <= limit:
+        return indices
+    return indices[np.sort(np.random.default_rng(seed).choice(len(indices), size=limit, replace=False))]
+
+
+def share_indices(parts: list[np.ndarray], cfg: Config) -> np.ndarray:
+    """The training-split indices this config trains on: its peer's share, capped by
+    ``data.train_limit``, or with ``data.union`` every peer's capped share (the centralised
+    baseline trains on exactly the images of the whole swarm)."""
+    d = cfg.data
+    peers = range(d.num_peers) if d.union else [d.peer_index]
+    return np.concatenate([_limited(np.asarray(parts[i]), d.train_limit, d.seed + 1 + i) for i in peers])
 
 
 def load_local_data(cfg: Config, with_eval: bool = True) -> LocalData:
@@ -50,7 +65,7 @@ def load_local_data(cfg: Config, with_eval: bool = True) -> LocalData:
     report = partition_report(
         labels, parts, full.num_classes, getattr(full, "classes", None), spec=spec, seed=d.seed
     )
-    train = _limit(full.subset(parts[d.peer_index]), d.train_limit, d.seed + 1 + d.peer_index)
+    train = full.subset(share_indices(parts, cfg))
     if not with_eval:
         return LocalData(
             train=train, bank=None, test=None, own_test_idx=None, num_classes=full.num_classes, report=report

@@ -1,0 +1,200 @@
+"""Train a swarm run's baselines: every peer alone (local-only) and one centralised model.
+
+    dssl swarm ... --baselines        # after the swarm (dssl demo does it unless --no-baselines)
+    dssl baselines RUN_DIR            # for a finished run; resumable: a finished baseline is kept
+
+Each baseline is a ``dssl train`` process (no gossip) started from a peer's resolved config in the
+run directory, so it sees the swarm's own share, seeds, batch, steps and evaluation sets:
+
+* local-only: ``peers/<id>/config.yaml`` as it is -> ``baselines/local/<id>/``;
+* centralised: peer 0's config with ``data.union=true`` (the union of every peer's share, each
+  capped as its peer capped it) and ``train.steps`` = the sum of the peers' steps (the swarm's
+  total compute), at the swarm's fastest speed (``train.slowdown=1``) -> ``baselines/centralised/``.
+
+As many run at once as the cores allow (``cores // train.threads``). Each has a deadline; one that
+fails or overruns is reported and left out of the comparison, never retried silently. The
+comparison itself (:mod:`analysis.baselines`) is written to ``baselines.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from analysis.baselines import (
+    BASELINES_DIR,
+    BASELINES_FILE,
+    CENTRALISED_DIR,
+    LOCAL_DIR,
+    format_summary,
+    result_fields,
+    summarize,
+)
+from peer.atomic_file import write_json
+from peer.config import ConfigError, load_config
+from peer.rundir import FINAL_EVAL_FILE, FINAL_FILE, PEERS_DIR
+
+log = logging.getLogger(__name__)
+TRAIN_COMMAND = (sys.executable, "-m", "launcher.cli", "train", "--quiet")
+DEFAULT_TIMEOUT_S = 3600.0  # per baseline process
+NO_INIT_EVAL = "eval.at_start=false"  # the swarm already evaluated the shared random init
+
+
+@dataclass
+class Job:
+    """One ``dssl train`` baseline: its name, config, overrides and output directory."""
+
+    name: str
+    config: Path
+    overrides: list[str]
+    out: Path
+    threads: int
+
+    @property
+    def done(self) -> bool:
+        return (self.out / FINAL_EVAL_FILE).is_file()
+
+    def argv(self) -> list[str]:
+        sets = [a for o in self.overrides for a in ("--set", o)]
+        return [*TRAIN_COMMAND, "--config", str(self.config), *sets, "--run-dir", str(self.out)]
+
+
+def _peer_steps(peer_dir: Path, configured: int | None) -> int:
+    """The steps a peer actually trained (final.json), else its configured steps."""
+    try:
+        return int(json.loads((peer_dir / FINAL_FILE).read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return int(configured or 0)
+
+
+def plan_jobs(run_dir: Path) -> list[Job]:
+    """The local-only job of every peer of ``run_dir`` and the centralised job after them."""
+    peer_dirs = sorted(p for p in (run_dir / PEERS_DIR).glob("*") if (p / "config.yaml").is_file())
+    if not peer_dirs:
+        raise ConfigError(f"{run_dir}: no peers/<id>/config.yaml here; is this a swarm run directory?")
+    base = run_dir / BASELINES_DIR
+    jobs, total_steps = [], 0
+    for peer_dir in peer_dirs:
+        cfg = load_config(peer_dir / "config.yaml")
+        total_steps += _peer_steps(peer_dir, cfg.train.steps)
+        out = base / LOCAL_DIR / peer_dir.name
+        jobs.append(Job(peer_dir.name, peer_dir / "config.yaml", [NO_INIT_EVAL], out, cfg.train.threads))
+    central = [
+        "data.union=true",
+        f"train.steps={total_steps}",
+        "train.slowdown=1.0",
+        "train.time_budget_s=null",
+        NO_INIT_EVAL,
+    ]
+    jobs.append(Job("centralised", peer_dirs[0] / "config.yaml", central, base / CENTRALISED_DIR, 0))
+    return jobs
+
+
+def _env(threads: int) -> dict[str, str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if threads > 0:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def _start(job: Job) -> subprocess.Popen:
+    job.out.mkdir(parents=True, exist_ok=True)
+    with (job.out / "train.log").open("ab") as log_fh:
+        return subprocess.Popen(
+            job.argv(),
+            stdout=log_fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=_env(job.threads),
+            start_new_session=True,
+        )
+
+
+def _stop(popen: subprocess.Popen) -> None:
+    """Stop a baseline's whole process group (it runs in its own session)."""
+    if popen.poll() is None:
+        try:
+            os.killpg(popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        popen.wait()
+
+
+def run_jobs(jobs: list[Job], timeout_s: float, prog: str, slots: int | None = None) -> dict[str, str]:
+    """Run the unfinished ``jobs``, ``slots`` at a time; returns name -> how it ended."""
+    slots = slots or max(1, (os.cpu_count() or 1) // max(1, max((j.threads for j in jobs), default=1)))
+    pending = [j for j in jobs if not j.done]
+    ended = {j.name: "kept (already finished)" for j in jobs if j.done}
+    running: dict[str, tuple[Job, subprocess.Popen, float]] = {}
+    try:
+        while pending or running:
+            while pending and len(running) < slots:
+                job = pending.pop(0)
+                running[job.name] = (job, _start(job), time.monotonic())
+            time.sleep(0.5)
+            for name, (job, popen, started) in list(running.items()):
+                overdue = time.monotonic() - started > timeout_s
+                if popen.poll() is None and not overdue:
+                    continue
+                _stop(popen)
+                ended[name] = (
+                    "finished"
+                    if job.done
+                    else (
+                        f"stopped after {timeout_s:.0f} s" if overdue else f"failed (exit {popen.returncode})"
+                    )
+                )
+                print(f"{prog}: baseline {name}: {ended[name]} ({job.out / 'train.log'})", flush=True)
+                del running[name]
+    finally:
+        for _, popen, _ in running.values():
+            _stop(popen)
+    return ended
+
+
+def train_baselines(run_dir: Path, prog: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> str | None:
+    """Train the missing baselines of ``run_dir``, write ``baselines.json``, print the comparison;
+    returns the RESULT fields, or None when nothing could be compared (said on stderr)."""
+    try:
+        jobs = plan_jobs(run_dir)
+    except ConfigError as exc:
+        print(f"{prog}: baselines not trained: {exc}", file=sys.stderr)
+        return None
+    print(f"{prog}: training the baselines ({len(jobs) - 1} peers alone, 1 centralised) ...", flush=True)
+    ended = run_jobs(jobs, timeout_s, prog)
+    summary = summarize(run_dir)
+    write_json(run_dir / BASELINES_FILE, {**summary.to_dict(), "ended": ended})
+    print(format_summary(summary), flush=True)
+    if summary.gain["knn"].n == 0:
+        print(f"{prog}: no peer has both a swarm and a local-only result to compare", file=sys.stderr)
+        return None
+    return result_fields(summary)
+
+
+def baselines_main(argv: list[str]) -> int:
+    """``dssl baselines RUN_DIR``: train (or finish) a finished swarm run's baselines and compare."""
+    import argparse
+
+    p = argparse.ArgumentParser(
+        prog="dssl baselines",
+        description="Train each peer of a swarm run alone (local-only) and one centralised model on "
+        "the union of their shares, then compare them with the swarm (writes RUN_DIR/baselines.json).",
+    )
+    p.add_argument("run_dir", type=Path, help="a finished swarm run directory")
+    p.add_argument("--timeout-s", type=float, default=DEFAULT_TIMEOUT_S, help="deadline per baseline")
+    args = p.parse_args(argv)
+    if not args.run_dir.is_dir():
+        print(f"dssl baselines: error: {args.run_dir} is not a directory", file=sys.stderr)
+        return 2
+    fields = train_baselines(args.run_dir, "dssl baselines", args.timeout_s)
+    if fields is None:
+        return 1
+    print(f"RESULT {fields} run_dir={args.run_dir}")
+    return 0

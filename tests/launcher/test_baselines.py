@@ -1,0 +1,72 @@
+"""Planning and running a swarm run's baselines: which jobs, with which overrides, how each ended.
+
+The end-to-end test with real ``dssl train`` processes is in test_consensus_run.py; here the process
+pool is also driven by stand-in commands (a fake only in this unit test) to reach its failure paths."""
+
+from __future__ import annotations
+
+import sys
+
+from launcher.baselines import Job, baselines_main, plan_jobs, run_jobs
+from peer.atomic_file import write_json
+from peer.config import config_from_dict, dump_config
+
+
+def _run_dir(tmp_path, steps_done):
+    for i, steps in enumerate(steps_done):
+        peer_dir = tmp_path / "peers" / f"p{i}"
+        peer_dir.mkdir(parents=True)
+        cfg = config_from_dict(
+            {"data": {"num_peers": len(steps_done), "peer_index": i}, "train": {"steps": 50}}
+        )
+        dump_config(cfg, peer_dir / "config.yaml")
+        if steps is not None:
+            write_json(peer_dir / "final.json", {"step": steps})
+    return tmp_path
+
+
+def test_one_local_job_per_peer_and_a_centralised_job_for_the_swarms_total_steps(tmp_path):
+    # prepare: p0 trained 30 steps (stopped early), p1 never wrote final.json (configured 50)
+    run = _run_dir(tmp_path, [30, None])
+    # execute
+    jobs = plan_jobs(run)
+    # assert
+    assert [j.name for j in jobs] == ["p0", "p1", "centralised"]
+    assert jobs[1].config == run / "peers" / "p1" / "config.yaml"
+    assert jobs[1].out == run / "baselines" / "local" / "p1"
+    assert "data.union=true" in jobs[2].overrides and "train.steps=80" in jobs[2].overrides
+    assert jobs[2].out == run / "baselines" / "centralised"
+
+
+class _Command(Job):
+    """A job whose process is a stand-in command."""
+
+    def __init__(self, tmp_path, name, code):
+        super().__init__(name, tmp_path / "c.yaml", [], tmp_path / name, 1)
+        self.code = code
+
+    def argv(self):
+        return [sys.executable, "-c", self.code]
+
+
+def test_failed_and_overdue_jobs_are_reported_and_finished_ones_kept(tmp_path, capsys):
+    # prepare: one exits 3, one sleeps past the deadline, one already finished earlier
+    done = _Command(tmp_path, "done", "raise SystemExit(9)")
+    write_json(done.out / "final_eval.json", {"eval": {"knn": 0.5}})
+    jobs = [
+        _Command(tmp_path, "bad", "raise SystemExit(3)"),
+        _Command(tmp_path, "slow", "import time; time.sleep(60)"),
+        done,
+    ]
+    # execute
+    ended = run_jobs(jobs, timeout_s=3.0, prog="t", slots=2)
+    # assert
+    assert ended == {"bad": "failed (exit 3)", "slow": "stopped after 3 s", "done": "kept (already finished)"}
+    assert "baseline bad: failed (exit 3)" in capsys.readouterr().out
+
+
+def test_the_command_refuses_a_missing_or_empty_run_directory(tmp_path, capsys):
+    # execute / assert: not a directory -> 2; a directory without peers -> 1, said on stderr
+    assert baselines_main([str(tmp_path / "missing")]) == 2
+    assert baselines_main([str(tmp_path)]) == 1
+    assert "no peers/<id>/config.yaml" in capsys.readouterr().err
