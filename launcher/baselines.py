@@ -6,7 +6,9 @@
 Each baseline is a ``dssl train`` process (no gossip) started from a peer's resolved config in the
 run directory, so it sees the swarm's own share, seeds, batch, steps and evaluation sets:
 
-* local-only: ``peers/<id>/config.yaml`` as it is -> ``baselines/local/<id>/``;
+* local-only: ``peers/<id>/config.yaml`` for the steps that peer trained in the swarm (a swarm
+  stopped early or by a time budget gives its peers' baselines the same work) ->
+  ``baselines/local/<id>/``;
 * centralised: peer 0's config with ``data.union=true`` (the union of every peer's share, each
   capped as its peer capped it) and ``train.steps`` = the sum of the peers' steps (the swarm's
   total compute), at the swarm's fastest speed (``train.slowdown=1``) -> ``baselines/centralised/``.
@@ -83,9 +85,15 @@ def plan_jobs(run_dir: Path) -> list[Job]:
     jobs, total_steps = [], 0
     for peer_dir in peer_dirs:
         cfg = load_config(peer_dir / "config.yaml")
-        total_steps += _peer_steps(peer_dir, cfg.train.steps)
+        steps = _peer_steps(peer_dir, cfg.train.steps)
+        total_steps += steps
+        same_compute = [f"train.steps={steps}", "train.time_budget_s=null"] if steps > 0 else []
         out = base / LOCAL_DIR / peer_dir.name
-        jobs.append(Job(peer_dir.name, peer_dir / "config.yaml", [NO_INIT_EVAL], out, cfg.train.threads))
+        jobs.append(
+            Job(
+                peer_dir.name, peer_dir / "config.yaml", [NO_INIT_EVAL, *same_compute], out, cfg.train.threads
+            )
+        )
     central = [
         "data.union=true",
         f"train.steps={total_steps}",

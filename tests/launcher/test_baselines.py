@@ -34,6 +34,7 @@ def test_one_local_job_per_peer_and_a_centralised_job_for_the_swarms_total_steps
     assert [j.name for j in jobs] == ["p0", "p1", "centralised"]
     assert jobs[1].config == run / "peers" / "p1" / "config.yaml"
     assert jobs[1].out == run / "baselines" / "local" / "p1"
+    assert "train.steps=30" in jobs[0].overrides and "train.steps=50" in jobs[1].overrides  # same work
     assert "data.union=true" in jobs[2].overrides and "train.steps=80" in jobs[2].overrides
     assert jobs[2].out == run / "baselines" / "centralised"
 
