@@ -18,6 +18,8 @@ power.py         power first: Student-t / Welch CIs, seeds needed for a half-wid
 sweep_dir.py     a loaded sweep directory: results rows, grid, conditions, per-seed and grouping helpers
 sweep_plots.py   the sweep report's plots across runs (accuracy vs α, drop from IID, |Ā|, bytes)
 round_plots.py   the sweep report's plots over rounds (consensus per condition, fault runs)
+mixing_effect.py accuracy drop from IID vs the realised spectral gap / consensus distance, across runs
+rank_correlation.py  Spearman's ρ with a Fisher-z 95 % CI (Bonett-Wright standard error)
 sweep_report.py  the report of a sweep: report.md with the tables, claims and plots
 cli.py           `dssl report RUN_DIR | SWEEP_DIR`: one command line for both reports
 

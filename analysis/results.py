@@ -4,7 +4,9 @@ One row per run of the sweep, in grid order: ``run, status, seed``, then one col
 (the run's label), then :data:`RESULT_COLUMNS_TAIL` — the run's resolved settings (from its
 ``run.json``) and, for a complete run, its figures: kNN over its peers (``summary.json``, written
 by :func:`analysis.collect.collect`), the linear probe over its peers (each peer's ``final.json``)
-and the swarm diagnostics (``diagnostics.json``).
+and the swarm diagnostics (``diagnostics.json``); where the sweep evaluated them, the consensus
+model θ̄ (``consensus.json``) and the baselines (``baselines/``: local-only mean over the peers,
+centralised, and the paired swarm − local-only gain with its 95 % CI; :mod:`analysis.baselines`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from analysis.baselines import METRICS, summarize
 from peer.atomic_file import replacing
 from peer.rundir import (
     DIAGNOSTICS_FILE,
@@ -28,6 +31,10 @@ from peer.rundir import (
     SWEEP_RUNS_DIR,
 )
 
+BASELINE_COLUMNS = tuple(
+    [f"{who}_{m}" for who in ("consensus", "local_only", "centralised") for m in METRICS]
+    + [f"gain_{m}{part}" for m in METRICS for part in ("", "_ci_low", "_ci_high")]
+)
 RESULT_COLUMNS_HEAD = ("run", "status", "seed")  # then the axis names, then RESULT_COLUMNS_TAIL
 RESULT_COLUMNS_TAIL = (
     "objective",
@@ -52,6 +59,7 @@ RESULT_COLUMNS_TAIL = (
     "rounds_min",
     "collapse_std_mean",
     "a_mmd_mean",
+    *BASELINE_COLUMNS,
     "wall_s",
     "run_dir",
 )
@@ -72,6 +80,7 @@ _FLOAT_COLUMNS = {
     "harmonic_connectivity_mean",
     "collapse_std_mean",
     "a_mmd_mean",
+    *BASELINE_COLUMNS,
     "wall_s",
 }
 _MANIFEST_COLUMNS = ("objective", "partition", "topology", "peers", "steps", "period", "wall_s", "run_dir")
@@ -132,6 +141,21 @@ def _run_metrics(run_path: Path) -> dict[str, Any]:
     }
     for key in _DIAGNOSTIC_COLUMNS:
         out[key] = _finite(diagnostics.get(key))
+    return {**out, **_baseline_metrics(run_path)}
+
+
+def _baseline_metrics(run_path: Path) -> dict[str, Any]:
+    """θ̄, local-only mean, centralised and the paired gain; None where not evaluated."""
+    summary = summarize(run_path)
+    out: dict[str, Any] = {}
+    for m in METRICS:
+        gain = summary.gain.get(m)
+        out[f"consensus_{m}"] = _finite(summary.consensus.get(m))
+        out[f"local_only_{m}"] = _finite(summary.mean("alone", m))
+        out[f"centralised_{m}"] = _finite(summary.centralised.get(m))
+        for part in ("mean", "ci_low", "ci_high"):
+            value = getattr(gain, part) if gain is not None else None
+            out[f"gain_{m}" + ("" if part == "mean" else f"_{part}")] = _finite(value)
     return out
 
 

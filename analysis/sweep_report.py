@@ -15,10 +15,14 @@ with a one-line reason when the sweep has no data for it:
 3. accuracy vs realised average connectivity |Ā| per topology;
 4. consensus (mean neighbour distance, exact consensus distance) and spectral gap over rounds;
 5. bytes sent vs accuracy, one point per run;
+5b. each non-IID run's drop from IID against its realised spectral gap and consensus distance, with
+   Spearman's ρ and its 95 % CI (:mod:`analysis.mixing_effect`);
 6. per fault condition: its spectral gap, consensus and per-peer kNN over rounds with the fault
    events marked, next to the same seed's fault-free run.
 
-Means carry 95 % Student-t confidence intervals over seeds (:func:`analysis.claims.mean_ci`).
+Means carry 95 % Student-t confidence intervals over seeds (:func:`analysis.claims.mean_ci`). When
+the sweep evaluated baselines (``baselines: true``), a table per run sets the swarm against its peers
+trained alone, θ̄ and the centralised model.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import shutil
 from pathlib import Path
 
 from analysis.claims import ClaimResult, complete_rows, evaluate_claims, load_claims, write_claims_csv
+from analysis.mixing_effect import plot_drop_vs_mixing
 from analysis.power import describe_protocol
 from analysis.round_plots import plot_consensus, plot_faults
 from analysis.sweep_dir import METRIC, Sweep, as_float, group_by, load_sweep, per_seed, pm
@@ -100,6 +105,36 @@ def _results_table(sweep: Sweep) -> list[str]:
         ]
         lines.append(f"| {name} | {len(done)} / {len(group)} | " + " | ".join(cells) + " |")
     return lines + [""]
+
+
+def _pays_table(sweep: Sweep) -> list[str]:
+    """Per complete run with baselines: swarm vs its peers alone, θ̄ and the centralised ceiling."""
+    rows = [r for r in sweep.complete if as_float(r.get("local_only_knn")) is not None]
+    if not rows:
+        return []
+    lines = [
+        "## Does the swarm pay?",
+        "",
+        "Per run: the mean over peers of kNN / linear accuracy in the swarm and trained alone on the same "
+        "share, seed and steps (local-only); the consensus model θ̄; one model on the union of the shares "
+        "(centralised). Gain = swarm − local-only, paired over peers, with its 95 % CI.",
+        "",
+        "| run | swarm kNN | local-only kNN | θ̄ kNN | centralised kNN | gain kNN [95 % CI] "
+        "| gain linear [95 % CI] |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cells = [
+            _num(as_float(r.get(c))) for c in (METRIC, "local_only_knn", "consensus_knn", "centralised_knn")
+        ]
+        gains = [_gain_cell(r, m) for m in ("knn", "linear")]
+        lines.append(f"| {r.get('run')} | " + " | ".join(cells + gains) + " |")
+    return lines + [""]
+
+
+def _gain_cell(row: dict, metric: str) -> str:
+    low, high = (as_float(row.get(f"gain_{metric}_ci_{end}")) for end in ("low", "high"))
+    return f"{_num(as_float(row.get(f'gain_{metric}')))} {_ci(low, high)}"
 
 
 def _ci(low: float | None, high: float | None) -> str:
@@ -176,7 +211,7 @@ def _markdown(sweep: Sweep, plots: list[Plot], claims: list[ClaimResult] | None,
     lines = [f"# Robustness study: {sweep.path.name}", ""]
     if sweep.grid.get("description"):
         lines += [str(sweep.grid["description"]).strip(), ""]
-    lines += _summary(sweep, out) + _results_table(sweep)
+    lines += _summary(sweep, out) + _results_table(sweep) + _pays_table(sweep)
     if claims:
         lines += claims_markdown(claims)
     lines += ["## Plots", ""]
@@ -211,6 +246,7 @@ def write_study_report(sweep_dir: str | Path, out_dir: str | Path | None = None)
         plot_accuracy_vs_connectivity(sweep, out / "report_connectivity.png"),
         plot_consensus(sweep, out / "report_consensus.png"),
         plot_bytes(sweep, out / "report_bytes.png"),
+        plot_drop_vs_mixing(sweep, out / "report_drop_vs_mixing.png"),
         *plot_faults(sweep, out),
     ]
     claims = load_claims(sweep.path / GRID_FILE) if (sweep.path / GRID_FILE).is_file() else []

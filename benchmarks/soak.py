@@ -35,8 +35,9 @@ failed / refused, the longest round vs the deadline and the RSS slope per peer, 
   median and the number of those fits; baseline_rss_slope_mb_per_h: the same maximum in the
   fault-free run, where every process lives the whole run.
 
-Peers run with the malloc tuning of ``peer/allocator.py`` (flat RSS; ``--no-malloc-tuning`` for
-glibc's defaults). The churn and the measured window start once every peer has logged its first round
+Peers run with the allocator setting ``--malloc`` of ``peer/allocator.py`` (``tuned``: fixed
+thresholds; ``trim``: glibc's defaults + ``malloc_trim`` once a round; ``default``: glibc's own).
+The churn and the measured window start once every peer has logged its first round
 (``--train-timeout-s``). Churn: by default a mixed seeded schedule (kill/restart, stop, slow,
 drop, partition); with ``--kill-every-s N`` one random peer is killed (SIGKILL) every N seconds
 and restarted from its checkpoint ``--restart-after-s`` later. ``--slow-peer K`` makes peer p1 K
@@ -72,9 +73,11 @@ from launcher.fault_schedule import FaultSchedule, generate_schedule, kill_sched
 from launcher.processes import SwarmProcesses  # noqa: E402
 from launcher.run_setup import create_run_dir, write_manifest, write_peer_configs  # noqa: E402
 from launcher.spec import plan_from_dict  # noqa: E402
-from peer.allocator import ENABLE_ENV  # noqa: E402
+from peer.allocator import ENABLE_ENV, TRIM_MODE  # noqa: E402
 from peer.metrics import read_metrics  # noqa: E402
 from peer.rundir import METRICS_FILE, TIMELINE_FILE, peer_dir  # noqa: E402
+
+MALLOC_MODES = {"default": "0", "tuned": "1", "trim": TRIM_MODE}  # --malloc -> DSSL_MALLOC_TUNING
 
 BASE = {
     "name": "soak",
@@ -125,9 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seeds the churn schedule and the drop decisions")
     p.add_argument("--run-root", default="runs", help="parent of the run directory")
     p.add_argument("--sample-s", type=float, default=5.0, help="RSS / progress sampling period")
-    p.add_argument(
-        "--grace-s", type=float, default=2.0, help="a round's pulls may overrun the deadline this much"
-    )
+    p.add_argument("--grace-s", type=float, default=2.0, help="pulls may overrun the deadline this much")
     p.add_argument(
         "--stall-s", type=float, default=60.0, help="no round for this long while unfaulted = a hang"
     )
@@ -146,10 +147,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--deadline-s", type=float, default=3.0, help="the pull deadline of every round")
     p.add_argument("--baseline", action="store_true", help="first run the same swarm without faults")
     p.add_argument(
-        "--no-malloc-tuning",
-        dest="malloc_tuning",
-        action="store_false",
-        help="peers keep glibc's default malloc (faster training, creeping RSS; peer/allocator.py)",
+        "--malloc",
+        choices=sorted(MALLOC_MODES),
+        default="tuned",
+        help="the peers' allocator setting (peer/allocator.py): glibc's defaults, fixed thresholds, "
+        "or defaults + malloc_trim once a round",
     )
     p.add_argument(
         "--train-timeout-s", type=float, default=900.0, help="wait this long for every peer's first round"
@@ -428,7 +430,7 @@ def report_only(run_dir: Path, args: argparse.Namespace) -> None:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    os.environ[ENABLE_ENV] = "1" if args.malloc_tuning else "0"  # the peers inherit it
+    os.environ[ENABLE_ENV] = MALLOC_MODES[args.malloc]  # the peers inherit it
     if args.report_only is not None:
         report_only(args.report_only, args)
         return 0

@@ -9,6 +9,7 @@ client.py      gRPC client calls (call_*), each with a deadline
 _grpc.py       channel / server options, each commented
 mixing.py      pure functions: Metropolis-Hastings / uniform weights, renormalisation, weighted average
 topology.py    deterministic graphs from (kind, live peers, round, seed) and their spectral gap
+choco.py       CHOCO-Gossip state: public copies advanced by compressed deltas (error feedback), the mix
 robust.py      snapshot acceptance rules (non-finite, norm / distance jumps) and the trimmed mean
 security.py    mutual TLS files, the swarm-secret token (SwarmAuth) and the credentials line
 faults.py      transport-fault injection: the control file and the server interceptor reading it

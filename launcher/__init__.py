@@ -7,6 +7,7 @@ swarm.py          `dssl swarm` / `dssl demo`: run_swarm, the one launch path for
 processes.py      SwarmProcesses: a swarm's peer processes on any transport: process groups,
                   readiness (ready.json or the ready line), signals, graceful stop, supervision
 baselines.py      the baselines of a run: each peer trained alone, one centralised model (`dssl baselines`)
+follow_ups.py     after a complete run, when asked: its consensus model θ̄ and its baselines (sweeps)
 progress_printer.py  the live swarm progress line while supervising (every --progress-s seconds)
 hosts.py          multi-host inventory: ssh / netns / local transports, placement of peers on hosts
 run_setup.py      creating a run directory: resolved configs, manifest, timeline of events

@@ -14,7 +14,9 @@ run directory, so it sees the swarm's own share, seeds, batch, steps and evaluat
   total compute), at the swarm's fastest speed (``train.slowdown=1``) -> ``baselines/centralised/``.
 
 As many run at once as the cores allow (``cores // train.threads``). Each has a deadline; one that
-fails or overruns is reported and left out of the comparison, never retried silently. The
+fails or overruns is reported and left out of the comparison, never retried silently. The jobs run
+in their own sessions, so Ctrl-C, SIGTERM or SIGHUP to the launcher stops them explicitly (their
+process groups are killed) before it exits; finished baselines stay for the next run. The
 comparison itself (:mod:`analysis.baselines`) is written to ``baselines.json``.
 """
 
@@ -26,6 +28,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,6 +144,7 @@ def run_jobs(jobs: list[Job], timeout_s: float, prog: str, slots: int | None = N
     pending = [j for j in jobs if not j.done]
     ended = {j.name: "kept (already finished)" for j in jobs if j.done}
     running: dict[str, tuple[Job, subprocess.Popen, float]] = {}
+    previous = _interrupt_on_termination()
     try:
         while pending or running:
             while pending and len(running) < slots:
@@ -164,7 +168,21 @@ def run_jobs(jobs: list[Job], timeout_s: float, prog: str, slots: int | None = N
     finally:
         for _, popen, _ in running.values():
             _stop(popen)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return ended
+
+
+def _interrupt_on_termination() -> dict:
+    """SIGTERM / SIGHUP raise KeyboardInterrupt (as Ctrl-C does), so the pool's cleanup runs; the
+    previous handlers, to restore. Outside the main thread signals stay as they are."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    return {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
 
 
 def train_baselines(run_dir: Path, prog: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> str | None:

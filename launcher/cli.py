@@ -116,7 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dssl: unknown command {command!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     entry, rest = _entry(command, rest)
-    return 2 if entry is None else entry(rest)
+    try:
+        return 2 if entry is None else entry(rest)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM / SIGHUP where a command turns them into one
+        print(f"dssl {command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

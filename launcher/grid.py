@@ -8,6 +8,8 @@ A grid file names the swarm spec every run starts from and the axes it varies::
       seeds: [0, 1, 2]              # each run once per seed (swarm.seed: partition, init, topology)
       run_root: runs/sweeps         # optional (relative to the current directory)
       insecure: false               # optional: plaintext gossip for every run (default: mutual TLS)
+      consensus: false              # optional: evaluate each run's consensus model θ̄ (dssl consensus)
+      baselines: false              # optional: train each run's local-only + centralised baselines
     set: {train.steps: 300}         # optional overrides of every run
     grids:                          # the sweep = union over grids of the product of each grid's axes
       - axes:                       # (a grid may add its own `seeds: [...]`, replacing sweep.seeds)
@@ -54,7 +56,8 @@ _LAUNCHER_KEYS = {
     "gossip.peer_id",
 }
 _TOP_KEYS = {"sweep", "set", "grids", "claims"}
-_SWEEP_KEYS = {"name", "spec", "seeds", "run_root", "insecure"}
+_SWEEP_KEYS = {"name", "spec", "seeds", "run_root", "insecure", "consensus", "baselines"}
+_SWEEP_FLAGS = ("insecure", "consensus", "baselines")  # optional booleans of `sweep:`, default false
 _AXIS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
@@ -96,6 +99,8 @@ class Grid:
     seeds: tuple[int, ...]
     run_root: Path
     insecure: bool
+    consensus: bool = False  # evaluate θ̄ after each complete run
+    baselines: bool = False  # train local-only + centralised baselines after each complete run
     axes: tuple[str, ...]  # axis names, in order of first appearance
     base: dict[str, Any] = field(default_factory=dict)  # the `set:` overrides of every run
     runs: list[SweepRun] = field(default_factory=list)
@@ -290,7 +295,7 @@ def _sweep_mapping(values: dict, path: Path) -> dict:
 
 
 def _sweep_section(values: dict, path: Path) -> dict[str, Any]:
-    """The checked ``sweep:`` section: name, spec_path, spec, seeds, run_root, insecure."""
+    """The checked ``sweep:`` section: name, spec_path, spec, seeds, run_root and the flags."""
     sweep = _sweep_mapping(values, path)
     name = sweep.get("name", path.stem)
     if not isinstance(name, str) or not name or _UNSAFE.search(name):
@@ -308,17 +313,11 @@ def _sweep_section(values: dict, path: Path) -> dict[str, Any]:
     run_root = sweep.get("run_root", DEFAULT_RUN_ROOT)
     if not isinstance(run_root, str) or not run_root:
         raise SpecError(f"sweep.run_root: expected a directory path, got {run_root!r}")
-    insecure = sweep.get("insecure", False)
-    if not isinstance(insecure, bool):
-        raise SpecError(f"sweep.insecure: expected true or false, got {insecure!r}")
-    return {
-        "name": name,
-        "spec_path": spec_path,
-        "spec": spec,
-        "seeds": seeds,
-        "run_root": run_root,
-        "insecure": insecure,
-    }
+    flags = {key: sweep.get(key, False) for key in _SWEEP_FLAGS}
+    for key, value in flags.items():
+        if not isinstance(value, bool):
+            raise SpecError(f"sweep.{key}: expected true or false, got {value!r}")
+    return {"name": name, "spec_path": spec_path, "spec": spec, "seeds": seeds, "run_root": run_root, **flags}
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -347,7 +346,7 @@ def load_grid(path: str | Path) -> Grid:
         spec=sweep["spec"],
         seeds=sweep["seeds"],
         run_root=Path(sweep["run_root"]).resolve(),
-        insecure=sweep["insecure"],
+        **{key: sweep[key] for key in _SWEEP_FLAGS},
         axes=tuple(axes),
         base=base,
         runs=_expand(base, expanded, grid_seeds, path.parent),

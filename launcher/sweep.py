@@ -34,6 +34,7 @@ from typing import Any, Self
 from analysis.collect import collect
 from analysis.results import read_json, write_results
 from launcher.fault_schedule import FaultSchedule, ScheduleError
+from launcher.follow_ups import follow_ups, missing_follow_ups
 from launcher.grid import (
     SPECIAL_KEYS,
     Grid,
@@ -286,6 +287,8 @@ def _execute(
         result = collect(run_dir.path)
         knn = result.knn_mean
         error = _outcome(plan, codes, result, interrupted)
+        if error is None:
+            manifest["follow_ups"] = follow_ups(run_dir.path, grid.consensus, grid.baselines, "dssl sweep")
     except KeyboardInterrupt:
         interrupted, error = True, "interrupted"
     except Exception as exc:  # one broken run must not end the sweep: its error is recorded instead
@@ -295,6 +298,15 @@ def _execute(
     manifest.update(status="failed" if error else "complete", error=error, finished=_utc(), wall_s=wall_s)
     write_manifest(sweep_dir, manifest)
     return interrupted, knn
+
+
+def _finish_follow_ups(grid: Grid, manifest: dict, tag: str) -> None:
+    """A complete run from an earlier sweep whose θ̄ / baselines are missing: do them now."""
+    run_path = grid.sweep_dir / manifest["run_dir"]
+    if missing_follow_ups(run_path, grid.consensus, grid.baselines):
+        print(f"dssl sweep: {tag} complete; finishing its consensus model / baselines", flush=True)
+        manifest["follow_ups"] = follow_ups(run_path, grid.consensus, grid.baselines, "dssl sweep")
+        write_manifest(grid.sweep_dir, manifest)
 
 
 def _copy_grid(grid: Grid) -> None:
@@ -335,12 +347,14 @@ def run_sweep(
         s: sum(1 for r in selected if manifests[r.name]["status"] == s)
         for s in ("complete", "failed", "running", "pending")
     }
+    short = sum(1 for r in selected if manifests[r.name].get("follow_ups"))  # θ̄ / baselines missing
     parts = [f"{counts['complete']} complete", f"{counts['failed']} failed"]
     parts += [f"{counts[s]} {s}" for s in ("running", "pending") if counts[s]]
+    parts += [f"{short} without their consensus model / baselines"] if short else []
     print(f"dssl sweep: {len(selected)} runs: {', '.join(parts)}; results {results}", flush=True)
     if status:
         return status
-    return 0 if counts["complete"] == len(selected) else 1
+    return 0 if counts["complete"] == len(selected) and not short else 1
 
 
 def _prepare_sweep_dir(grid: Grid, manifests: dict[str, dict]) -> None:
@@ -376,6 +390,7 @@ def _run_all(
         tag = f"[{i}/{len(selected)}] {run.name}"
         if manifest["status"] == "complete":
             print(f"dssl sweep: {tag} skip (complete)", flush=True)
+            _finish_follow_ups(grid, manifest, tag)
             continue
         plan, schedule = plans[run.name]
         interrupted, knn = _execute(grid, run, plan, schedule, manifest, runner, tag)
@@ -385,7 +400,9 @@ def _run_all(
             return 130
         if manifest["status"] == "complete":
             shown = f"{knn:.3f}" if knn is not None and math.isfinite(knn) else "-"
-            print(f"dssl sweep: {tag} complete in {manifest['wall_s']:.0f} s (knn {shown})", flush=True)
+            missing = "; " + ", ".join(manifest["follow_ups"]) if manifest.get("follow_ups") else ""
+            wall = manifest["wall_s"]
+            print(f"dssl sweep: {tag} complete in {wall:.0f} s (knn {shown}){missing}", flush=True)
         else:
             print(f"dssl sweep: {tag} failed in {manifest['wall_s']:.0f} s: {manifest['error']}", flush=True)
             if not keep_going:

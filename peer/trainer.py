@@ -5,21 +5,20 @@ Read :meth:`Trainer.run` top to bottom::
     batch of the local share (seeded order per epoch) -> feature skew (if configured)
     -> objective.training_step -> backward -> optimizer step (AMP + GradScaler on CUDA)
     -> every `period` steps: flat params (+ MAR payload) -> hook.publish -> hook.mix().result()
-       -> the mix (then DiLoCo's outer step if enabled) into the model (+ z_global) -> log the round
-       (on their round schedules: a parameter snapshot, and the probe-batch diagnostics before and
-       after the mix, timed apart from the round and from the training-time budget)
+       -> the mix (then DiLoCo's outer step if enabled) into the model (+ z_global) -> log the round (on
+       their schedules: a parameter snapshot and the probe-batch diagnostics before and after the mix,
+       timed apart from the round and from the training-time budget) -> malloc_trim (if enabled)
     -> progress / metrics line, evaluation and checkpoint on their schedules
     -> stop on the step / epoch / wall-clock budget or when request_stop() is called
 
-Build with :meth:`Trainer.create` (loads data, builds the objective and optimizer); the constructor
-only stores. What the peer process uses: :meth:`run`, :meth:`request_stop` (safe from a signal
-handler), :attr:`step` / :attr:`round`, :attr:`layout` (its ``fingerprint`` is announced),
-:meth:`flat_params`, :meth:`load_flat_params` / :meth:`load_model_state` (state pulled from
-neighbours before training), :meth:`set_round`, :meth:`resume`, :meth:`evaluate`, :meth:`save_checkpoint`.
+Build with :meth:`Trainer.create` (loads data, builds the objective and optimizer; the constructor only
+stores). The peer process uses :meth:`run`, :meth:`request_stop` (safe from a signal handler), :attr:`step`
+/ :attr:`round`, :attr:`layout` (its ``fingerprint`` is announced), :meth:`flat_params`, :meth:`set_round`,
+:meth:`load_flat_params` / :meth:`load_model_state` (state pulled from neighbours before training),
+:meth:`resume`, :meth:`evaluate`, :meth:`save_checkpoint`.
 
-Data order is a pure function of (seed, peer index, epoch) and the step counter, so with the RNG
-states in the checkpoint a resumed run continues exactly like an uninterrupted one.
-"""
+Data order is a pure function of (seed, peer index, epoch) and the step counter: with the RNG
+states in the checkpoint, a resumed run continues exactly like an uninterrupted one."""
 
 from __future__ import annotations
 
@@ -36,6 +35,7 @@ from torch import nn
 
 from gossip.hook import GossipHook, MixResult
 from peer import checkpoint as ckpt
+from peer.allocator import release_free_memory
 from peer.build import (
     build_objective,
     build_optimizer,
@@ -116,8 +116,7 @@ class Trainer:
         """Resolve the device, load data (unless given), build objective + optimizer + layout.
 
         ``run_dir`` (or ``cfg.train.run_dir``) receives metrics.jsonl, checkpoints, the resolved
-        config and the partition report; None writes nothing (tests).
-        """
+        config and the partition report; None writes nothing (tests)."""
         t = cfg.train
         device = prepare_device(t.device, t.threads)
         data = data or load_local_data(cfg)
@@ -358,6 +357,7 @@ class Trainer:
             probe_from = clock()
             z_mixed = self._embed_probe() if result.failure is None else None
             self._write_probe(round_, z_local, z_mixed, probe_from, probe_seconds)
+        release_free_memory()  # DSSL_MALLOC_TUNING=trim: the round's freed buffers leave RSS
 
     def _count_round(self, round_: int, probing: bool) -> None:
         """A round without gossip (standalone training): advance the counter, probe on schedule."""

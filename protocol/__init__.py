@@ -9,6 +9,7 @@ frames.py         the snapshot-stream frame codec: WireError family, chunk limit
 serde.py          protobuf <-> Python pairs: snapshot header, tensor spec, dtype, Hello, PullRequest
 payload.py        send side: a snapshot's tensors -> its pre-built frames (EncodedPayload)
 assembler.py      receive side: frames -> a verified ReceivedSnapshot (SnapshotAssembler)
+codec.py          compressed parameter deltas: int8 with a scale per block, top-k (checked on decode)
 
 protocol imports none of dssl's other packages.
 """

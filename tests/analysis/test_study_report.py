@@ -162,6 +162,7 @@ def test_study_report_writes_every_plot_the_claims_and_links(tmp_path, capsys):
         "report_connectivity.png",
         "report_consensus.png",
         "report_bytes.png",
+        "report_drop_vs_mixing.png",
         "report_faults_1.png",
     ):
         assert (sweep / name).read_bytes()[:8] == PNG_MAGIC, name

@@ -5,7 +5,13 @@ pool is also driven by stand-in commands (a fake only in this unit test) to reac
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
+import textwrap
+import time
+from pathlib import Path
 
 from launcher.baselines import Job, baselines_main, plan_jobs, run_jobs
 from peer.atomic_file import write_json
@@ -71,3 +77,62 @@ def test_the_command_refuses_a_missing_or_empty_run_directory(tmp_path, capsys):
     assert baselines_main([str(tmp_path / "missing")]) == 2
     assert baselines_main([str(tmp_path)]) == 1
     assert "no peers/<id>/config.yaml" in capsys.readouterr().err
+
+
+def _launcher_script(tmp_path: Path, pid_file: Path) -> Path:
+    """A launcher process running one long stand-in baseline that records its pid."""
+    child_code = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    script = tmp_path / "launcher.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys
+            from pathlib import Path
+            sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+            from launcher.baselines import Job, run_jobs
+
+            class Sleeper(Job):
+                def argv(self):
+                    return [sys.executable, "-c", {child_code!r}]
+
+            try:
+                run_jobs([Sleeper("s", Path("c.yaml"), [], Path({str(tmp_path / "s")!r}), 1)], 300.0, "t")
+            except KeyboardInterrupt as exc:
+                print("interrupted by", exc, flush=True)
+                raise SystemExit(130)
+            """
+        )
+    )
+    return script
+
+
+def test_sigterm_to_the_launcher_stops_the_running_baselines(tmp_path):
+    # prepare
+    pid_file = tmp_path / "child.pid"
+    script = _launcher_script(tmp_path, pid_file)
+    launcher = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    child = None
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            assert launcher.poll() is None
+            time.sleep(0.1)
+        child = int(pid_file.read_text())
+        # execute
+        launcher.send_signal(signal.SIGTERM)
+        out, _ = launcher.communicate(timeout=30)
+        # assert: the launcher exits through its cleanup and the baseline's process is gone
+        assert launcher.returncode == 130 and "interrupted by SIGTERM" in out
+        assert not _alive(child)
+    finally:
+        launcher.kill()
+        if child is not None and _alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"  # a zombie is no longer running

@@ -1,4 +1,5 @@
-"""``dssl sweep``: grid expansion, grid errors, resumable runs (fake runner), one real sweep.
+"""``dssl sweep``: grid expansion, grid errors, resumable runs (fake runner), one real sweep (with θ̄
+and baselines).
 
 The results table is tested in tests/analysis/test_results.py."""
 
@@ -235,6 +236,9 @@ def test_hosts_inventory_must_host_each_runs_peers(tmp_path):
 
 # ---- running (fake runner) ---------------------------------------------------------------------
 
+METHOD = {"simsiam": {"objective.name": "simsiam"}, "mae": {"objective.name": "mae"}}
+ONE_AXIS = {"grids": [{"axes": {"method": METHOD}}]}
+
 
 def test_sweep_runs_everything_and_records_each_outcome(tmp_path, capsys):
     # prepare
@@ -286,6 +290,31 @@ def test_a_resumed_sweep_reruns_only_what_is_not_complete(tmp_path, capsys):
     # execute: everything complete -> nothing runs
     third = FakeRunner()
     assert run_sweep(load_grid(grid.source), runner=third) == 0 and third.calls == []
+
+
+def test_a_consensus_model_that_cannot_be_evaluated_is_reported_and_retried(tmp_path, capsys):
+    # prepare: the fake runs leave no final parameters, so θ̄ cannot be evaluated
+    grid = load_grid(write_grid(tmp_path, {"sweep": {"consensus": True}, **ONE_AXIS}))
+    # execute
+    code = run_sweep(grid, runner=FakeRunner())
+    out = capsys.readouterr().out
+    # assert: the swarm run stays complete, the missing θ̄ is recorded and fails the sweep
+    manifest = read_manifest(grid, "method=simsiam,seed=0")
+    assert manifest["status"] == "complete" and manifest["follow_ups"] == ["consensus model not evaluated"]
+    assert "(knn 0.550); consensus model not evaluated" in out
+    assert code == 1 and "2 without their consensus model / baselines" in out
+    # execute: started again, the runs are not re-run but their θ̄ is tried again
+    again = FakeRunner()
+    assert run_sweep(load_grid(grid.source), runner=again) == 1
+    out = capsys.readouterr().out
+    assert again.calls == [] and out.count("complete; finishing its consensus model / baselines") == 2
+
+
+def test_follow_ups_are_off_unless_the_grid_asks(tmp_path):
+    grid = load_grid(write_grid(tmp_path, ONE_AXIS))
+    assert (grid.consensus, grid.baselines) == (False, False)
+    assert run_sweep(grid, runner=FakeRunner()) == 0
+    assert read_manifest(grid, "method=simsiam,seed=0")["follow_ups"] == []
 
 
 def test_only_and_stop_on_failure_select_and_stop(tmp_path, capsys):
@@ -386,7 +415,8 @@ def _real_grid(tmp_path):
         "defaults": {"threads": 1},
     }
     split = {"iid": {"data.partition": "iid"}, "dir0.5": {"data.partition": "dirichlet:0.5"}}
-    return write_grid(tmp_path, {"grids": [{"axes": {"split": split}}]}, spec)
+    flags = {"consensus": True, "baselines": True}
+    return write_grid(tmp_path, {"sweep": flags, "grids": [{"axes": {"split": split}}]}, spec)
 
 
 @pytest.mark.swarm
@@ -410,8 +440,16 @@ def test_dssl_sweep_runs_two_real_two_peer_swarms_and_tabulates_them(tmp_path, c
         assert row["peers"] == 2 and row["steps"] == 4 and row["partition"] in ("iid", "dirichlet:0.5")
         assert 0.0 <= row["knn_min"] <= row["knn_mean"] <= row["knn_max"] <= 1.0
         assert row["rounds_min"] >= 1 and row["bytes_out_total"] > 0 and row["consensus_distance"] is not None
+        for who in ("consensus", "local_only", "centralised"):  # θ̄ and both baselines, evaluated for real
+            assert 0.0 <= row[f"{who}_knn"] <= 1.0 and 0.0 <= row[f"{who}_linear"] <= 1.0
+        assert row["gain_knn"] == pytest.approx(row["knn_mean"] - row["local_only_knn"], abs=1e-9)
         run_dir = sweep_dir / row["run_dir"]
         assert (run_dir / "manifest.json").is_file() and (run_dir / "tls").is_dir()  # mutual TLS by default
+    # execute: the sweep's report sets every run against its baselines
+    assert main(["report", str(sweep_dir)]) == 0
+    report = (sweep_dir / "report.md").read_text()
+    assert "## Does the swarm pay?" in report and "| split=dir0.5,seed=0 | " in report
     # execute: started again, nothing re-runs
+    capsys.readouterr()
     assert main(["sweep", str(path)]) == 0
     assert capsys.readouterr().out.count("skip (complete)") == 2
