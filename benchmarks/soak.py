@@ -27,7 +27,13 @@ failed / refused, the longest round vs the deadline and the RSS slope per peer, 
   rejoin_failed: restarts whose incarnation never had such a round (e.g. it could not join).
 * throughput_ratio (with ``--baseline``): images trained per second over the run (each peer's last
   step x its batch), divided by the same for a fault-free run of the same swarm and length that
-  runs first in the same invocation.
+  runs first in the same invocation. Peers checkpoint every gossip round (``checkpoint_every`` =
+  ``period``), so a kill loses at most one round of steps.
+* restart_cpu_share: the share of all the peers' CPU over the churn window that restarted processes
+  spent before their first round (interpreter, torch/timm/hivemind imports, data, DHT join,
+  checkpoint). On one shared host that CPU comes out of the other peers' training; spread over
+  their own hosts it would not, so ``throughput_ratio / (1 - restart_cpu_share)`` is the ratio with
+  the start-up cost of a process taken out.
 * rss_slope_mb_per_h: the largest least-squares RSS slope of any process incarnation (a peer and
   its children), fitted over the last ``--fit-last-min`` minutes, leaving out each incarnation's
   first ``--warmup-s`` seconds, and only incarnations with ``--min-fit-s`` seconds of samples left
@@ -89,7 +95,7 @@ BASE = {
         "proj_dim": 32,
         "pred_dim": 8,
     },
-    "train": {"batch_size": 16, "period": 4, "log_every": 20, "time_budget_s": 1.0e6, "checkpoint_every": 20},
+    "train": {"batch_size": 16, "period": 4, "log_every": 20, "time_budget_s": 1.0e6, "checkpoint_every": 4},
     "eval": {"bank_limit": 200, "linear_epochs": 1, "own_distribution": False, "at_start": False},
     "gossip": {"mode": "sync", "topology": "ring", "deadline_s": 3.0},
 }
@@ -102,6 +108,16 @@ def group_rss(pid: int) -> int:
         return proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
     except psutil.Error:
         return 0
+
+
+def group_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a peer process and its live children."""
+    try:
+        procs = [psutil.Process(pid)]
+        procs += procs[0].children(recursive=True)
+        return sum(t.user + t.system for t in (p.cpu_times() for p in procs))
+    except psutil.Error:
+        return 0.0
 
 
 def complete_mix(record: dict) -> bool:
@@ -181,17 +197,36 @@ def _swarm(args: argparse.Namespace, argv: list[str], name: str) -> SwarmProcess
 
 
 class _Watch:
-    """Per-peer RSS samples, one series per process incarnation."""
+    """Per-peer RSS and CPU samples, one series per process incarnation."""
 
     def __init__(self, ids: list[str]):
         self.ids = ids
         self.rss: dict[tuple[str, int], list[tuple[float, int]]] = defaultdict(list)
+        self.cpu: dict[tuple[str, int], list[tuple[float, float]]] = defaultdict(list)
+        self.started: set[tuple[str, int]] = set()  # incarnations alive at the first sample
 
     def sample(self, swarm: SwarmProcesses) -> None:
+        first = not self.cpu
         for peer_id in self.ids:
             proc = swarm.processes.get(peer_id)
             if proc is not None and proc.alive():
-                self.rss[(peer_id, proc.pid)].append((time.time(), group_rss(proc.pid)))
+                now, key = time.time(), (peer_id, proc.pid)
+                self.rss[key].append((now, group_rss(proc.pid)))
+                self.cpu[key].append((now, group_cpu_s(proc.pid)))
+                if first:
+                    self.started.add(key)
+
+    def startup_cpu_share(self, first_round: dict[tuple[str, int], float]) -> float:
+        """The share of the peers' CPU over the window spent by restarted incarnations before their
+        first round (``first_round``: unix time per incarnation): interpreter start, imports, data,
+        DHT join, checkpoint load. On a shared host that CPU is taken from the other peers'
+        training, which a restart on its own host would not do. A lower bound (5 s sampling)."""
+        total = startup = 0.0
+        for key, samples in self.cpu.items():
+            total += samples[-1][1] - (samples[0][1] if key in self.started else 0.0)
+            if key not in self.started and key in first_round:
+                startup += max((c for t, c in samples if t <= first_round[key]), default=0.0)
+        return startup / total if total > 0 else float("nan")
 
     def slopes(
         self, min_fit_s: float, since: float = 0.0, peer_id: str | None = None, warmup_s: float = 0.0
@@ -246,6 +281,17 @@ def restart_latencies(run_dir: Path, ids: list[str]) -> list[float]:
         for spawned, records in zip(spawns[1:], _incarnations(run_dir, peer_id)[1:]):
             if records:
                 out.append(records[0]["time"] - spawned)
+    return out
+
+
+def first_rounds(run_dir: Path, ids: list[str]) -> dict[tuple[str, int], float]:
+    """Unix time of each process incarnation's first logged round, keyed by (peer, pid)."""
+    out = {}
+    for peer_id in ids:
+        pids = [e["pid"] for e in _events(run_dir, "spawned", peer_id)]
+        for pid, records in zip(pids, _incarnations(run_dir, peer_id)):
+            if records:
+                out[(peer_id, pid)] = records[0]["time"]
     return out
 
 
@@ -440,11 +486,12 @@ def main(argv: list[str]) -> int:
     rejoins = rejoin_rounds(churn.swarm.run.path)
     latencies = restart_latencies(churn.swarm.run.path, churn.watch.ids)
     ratio = totals["images_per_s"] / baseline["images_per_s"] if baseline else float("nan")
+    startup_share = churn.watch.startup_cpu_share(first_rounds(churn.swarm.run.path, churn.watch.ids))
     print(
         f"RESULT hangs={totals['hangs']:.0f} partial_states={totals['partial']:.0f} "
         f"rounds_past_deadline={totals['past']:.0f} {rejoin_fields(rejoins)} "
         f"restart_to_round_s_max={max(latencies, default=0.0):.1f} "
-        f"throughput_ratio={ratio:.3f} "
+        f"throughput_ratio={ratio:.3f} restart_cpu_share={startup_share:.3f} "
         f"max_round_over_deadline={totals['longest'] / args.deadline_s:.3f} "
         f"rss_slope_mb_per_h={totals['slope']:.1f} rss_slope_median={totals['slope_median']:.1f} "
         f"rss_fits={totals['slope_fits']:.0f} "

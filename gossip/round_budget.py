@@ -2,7 +2,7 @@
 
 A pull's gRPC timeout is its deadline less a margin for what follows its last byte: mixing the last
 chunks, screening, and the event loop waking up to see the timeout. On an idle host the base margin
-(:func:`gossip.client.pull_timeout`: 5 %, at most 0.25 s) is plenty. On an overloaded one (``make
+(:func:`gossip.client.pull_timeout`: 5 %, at most 0.5 s) is plenty. On an overloaded one (``make
 soak``: 16 peers on 2 cores, load average ~25) the loop wakes up late, and rounds whose pulls ran
 into their timeout ended up to 3.4 % past a 10 s deadline. So the margin learns from the rounds: each
 round records its *lateness*, how far its pull phase (plus the finishing mix) ran past the timeout

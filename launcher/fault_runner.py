@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 SLOW_PERIOD_S = 0.5  # duty cycle of a slowed peer: runs period/k, stopped period*(1 - 1/k)
 POLL_S = 0.1  # how often the runner checks its triggers
+RESTART_WAIT_S = 30.0  # a restart waits up to this long for the process a kill or leave ended to exit
 BOOTSTRAP_PEERS = 3  # a restarted peer joins the DHT through this many live peers (any one suffices)
 
 # a fault with duration_s -> the action that undoes it, and that action's parameters
@@ -150,6 +151,7 @@ class FaultRunner:
         self._pending: list[FaultEvent] = list(schedule.events)
         self._slowed: dict[str, _DutyCycle] = {}
         self._stopped: set[str] = set()
+        self._ended: dict[str, float] = {}  # peer -> when a kill or leave was sent to it
         self._t0: float | None = None
         self._lock = threading.Lock()
         self._halt = threading.Event()
@@ -232,8 +234,18 @@ class FaultRunner:
 
     def _due(self, event: FaultEvent, now: float) -> bool:
         if event.at is not None:
-            return now >= event.at
-        return self.rounds.round_of(event.of) >= event.round
+            due = now >= event.at
+        else:
+            due = self.rounds.round_of(event.of) >= event.round
+        return due and not self._exiting(event, now)
+
+    def _exiting(self, event: FaultEvent, now: float) -> bool:
+        """A restart waits (up to ``RESTART_WAIT_S``) while the process that a kill or leave ended is
+        still exiting: a SIGKILLed peer on a loaded host can take seconds to free its memory."""
+        if event.action not in ("restart", "join") or event.peer not in self._ended:
+            return False
+        proc = self.swarm.processes.get(event.peer)
+        return proc is not None and proc.alive() and now - self._ended[event.peer] < RESTART_WAIT_S
 
     def _apply(self, event: FaultEvent, now: float) -> dict[str, Any]:
         detail = dict(event.params)
@@ -277,6 +289,7 @@ class FaultRunner:
     def _do_kill(self, event: FaultEvent) -> bool:
         self._unslow(event.peer)
         self._stopped.discard(event.peer)
+        self._ended[event.peer] = self.elapsed()
         return self.swarm.send_signal(event.peer, signal.SIGKILL, expected_exit=True)
 
     def _do_leave(self, event: FaultEvent) -> bool:
@@ -284,6 +297,7 @@ class FaultRunner:
         if event.peer in self._stopped:  # a stopped process cannot handle SIGTERM
             self._signal(event.peer, signal.SIGCONT)
             self._stopped.discard(event.peer)
+        self._ended[event.peer] = self.elapsed()
         return self.swarm.send_signal(event.peer, signal.SIGTERM, expected_exit=True)
 
     def _do_stop(self, event: FaultEvent) -> bool:
@@ -320,6 +334,7 @@ class FaultRunner:
             return False
         self._unslow(event.peer)
         self._stopped.discard(event.peer)
+        self._ended.pop(event.peer, None)
         self.controls.write(event.peer)
         self.swarm.start_peer(event.peer, bootstrap=self._bootstrap())
         return True

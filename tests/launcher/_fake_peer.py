@@ -3,7 +3,8 @@
 Started by ``SwarmProcesses`` exactly like ``dssl peer`` (``--config PATH`` + extra flags it ignores):
 writes ready.json (its pid, a fake multiaddr) into its run dir, then appends one ``round`` record
 to metrics.jsonl every ``TICK_S`` (continuing after the last logged round, as a resumed peer
-would), and exits 0 on SIGTERM.
+would), and exits 0 on SIGTERM — after ``FAKE_PEER_EXIT_DELAY_S`` seconds if that is set in its
+environment (a process slow to exit, like a peer freeing a large heap on a loaded host).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def main(argv: list[str]) -> int:
             )
         round_ += 1
         time.sleep(TICK_S)
+    time.sleep(float(os.environ.get("FAKE_PEER_EXIT_DELAY_S", "0")))
     return 0
 
 

@@ -139,3 +139,24 @@ def test_close_resumes_a_stopped_peer_so_the_swarm_stops_cleanly(tmp_path, reape
     # assert: SIGTERM reached a running process: exit code 0, not SIGKILL
     assert codes == {"p0": 0, "p1": 0}
     assert codes["p1"] != -signal.SIGKILL
+
+
+def test_a_restart_waits_for_the_ended_process_to_exit(tmp_path, reaper, monkeypatch):
+    # prepare: p1 takes 1 s to exit after SIGTERM; its restart is due 0.1 s after the leave
+    monkeypatch.setenv("FAKE_PEER_EXIT_DELAY_S", "1.0")
+    swarm = _fake_swarm(tmp_path, reaper, size=2)
+    swarm.start()
+    schedule = FaultSchedule(
+        seed=0, events=(FaultEvent("leave", "p1", at=0.0), FaultEvent("restart", "p1", at=0.1))
+    )
+    runner = FaultRunner(swarm, schedule, poll_s=0.05).start(background=True)
+    try:
+        # execute
+        wait_for(runner.done, 20, "the restart to fire", poll_s=0.05)
+    finally:
+        runner.close()
+    # assert: the restart was applied once the old process had exited, not skipped
+    restart = [e for e in runner.fired if e["action"] == "restart"]
+    assert restart and restart[0]["applied"] is True
+    assert restart[0]["t_fault"] >= 0.9
+    assert len([e for e in swarm.timeline.events("spawned") if e["peer"] == "p1"]) == 2
