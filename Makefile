@@ -24,6 +24,7 @@ bench: setup
 	$(PY) benchmarks/gossip_bench.py
 	$(PY) benchmarks/train_bench.py
 	$(PY) benchmarks/linerate_bench.py
+	$(PY) benchmarks/bytes_bench.py
 
 # 16 peers for 30 minutes, one killed every 30 s and restarted from its checkpoint, one 3x slower,
 # after a fault-free run of the same length (about 65 minutes in all).

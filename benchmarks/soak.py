@@ -29,11 +29,9 @@ failed / refused, the longest round vs the deadline and the RSS slope per peer, 
   step x its batch), divided by the same for a fault-free run of the same swarm and length that
   runs first in the same invocation. Peers checkpoint every gossip round (``checkpoint_every`` =
   ``period``), so a kill loses at most one round of steps.
-* restart_cpu_share: the share of all the peers' CPU over the churn window that restarted processes
-  spent before their first round (interpreter, torch/timm/hivemind imports, data, DHT join,
-  checkpoint). On one shared host that CPU comes out of the other peers' training; spread over
-  their own hosts it would not, so ``throughput_ratio / (1 - restart_cpu_share)`` is the ratio with
-  the start-up cost of a process taken out.
+* restart_cpu_share: the share of the peers' CPU over the churn window that restarted processes spent
+  before their first round (imports, data, DHT join, checkpoint): on one shared host it is taken from
+  the others' training (``throughput_ratio / (1 - restart_cpu_share)`` leaves it out).
 * rss_slope_mb_per_h: the largest least-squares RSS slope of any process incarnation (a peer and
   its children), fitted over the last ``--fit-last-min`` minutes, leaving out each incarnation's
   first ``--warmup-s`` seconds, and only incarnations with ``--min-fit-s`` seconds of samples left
@@ -101,23 +99,13 @@ BASE = {
 }
 
 
-def group_rss(pid: int) -> int:
-    """RSS of a peer process and its children (hivemind's p2pd), in bytes."""
+def group_usage(pid: int) -> tuple[int, float]:
+    """(RSS in bytes, CPU seconds used so far) of a peer process and its children (hivemind's p2pd)."""
     try:
-        proc = psutil.Process(pid)
-        return proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        return sum(p.memory_info().rss for p in procs), sum(sum(p.cpu_times()[:2]) for p in procs)
     except psutil.Error:
-        return 0
-
-
-def group_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) used so far by a peer process and its live children."""
-    try:
-        procs = [psutil.Process(pid)]
-        procs += procs[0].children(recursive=True)
-        return sum(t.user + t.system for t in (p.cpu_times() for p in procs))
-    except psutil.Error:
-        return 0.0
+        return 0, 0.0
 
 
 def complete_mix(record: dict) -> bool:
@@ -210,9 +198,9 @@ class _Watch:
         for peer_id in self.ids:
             proc = swarm.processes.get(peer_id)
             if proc is not None and proc.alive():
-                now, key = time.time(), (peer_id, proc.pid)
-                self.rss[key].append((now, group_rss(proc.pid)))
-                self.cpu[key].append((now, group_cpu_s(proc.pid)))
+                now, key, (rss, cpu) = time.time(), (peer_id, proc.pid), group_usage(proc.pid)
+                self.rss[key].append((now, rss))
+                self.cpu[key].append((now, cpu))
                 if first:
                     self.started.add(key)
 

@@ -2,6 +2,7 @@
 
 hook.py        the contract the trainer sees: publish(params, round) / mix() -> future of MixResult
 node.py        GossipNode: serves the latest published snapshot, pulls neighbours concurrently, mixes
+node_config.py NodeConfig: every setting of a node, validated
 round_mixer.py RoundMixer: one round's weighted average / trimmed mean, mixed while chunks arrive
 snapshot.py    what a node serves: Identity, Snapshot (one immutable round + its wire frames), SnapshotStore
 service.py     gRPC server handlers (rpc_*)
@@ -10,6 +11,7 @@ _grpc.py       channel / server options, each commented
 mixing.py      pure functions: Metropolis-Hastings / uniform weights, renormalisation, weighted average
 topology.py    deterministic graphs from (kind, live peers, round, seed) and their spectral gap
 choco.py       CHOCO-Gossip state: public copies advanced by compressed deltas (error feedback), the mix
+choco_round.py a node's compressed round: its public copy, its replicas of the neighbours', the CHOCO step
 robust.py      snapshot acceptance rules (non-finite, norm / distance jumps) and the trimmed mean
 security.py    mutual TLS files, the swarm-secret token (SwarmAuth) and the credentials line
 faults.py      transport-fault injection: the control file and the server interceptor reading it

@@ -12,65 +12,88 @@ The gossip step is then
 which, for symmetric mixing weights, leaves the network average of x unchanged whatever Q did
 (the sum over i of the correction is 0), and drives every x_i to it for a small enough γ.
 
-A receiver's copy of x̂_j is only right if it applied every q_j since it last had a full copy. Each
-q_j carries the version it produces; a replica that is not exactly one version behind (a new
-neighbour, one that missed rounds, a restarted peer) must take a full snapshot of x̂_j instead
-(:class:`NeedSnapshot`) — it never applies a delta to the wrong base.
+A receiver's copy of x̂_j is only right if it applied every q_j since it last had a full copy. A
+public copy has an id (new with every process: a restarted peer starts a new copy) and a version (the
+round it was last advanced for); each delta names the copy and the version it applies to. A replica
+that holds another copy or another version (a new neighbour, one that missed rounds, a restarted
+peer on either side) takes the full copy instead (:class:`NeedSnapshot`): a delta is never applied
+to the wrong base.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 import torch
 
-from protocol.codec import decode, encode
+from protocol.codec import CodecError, decode, encode
 
 
 class NeedSnapshot(Exception):
-    """The replica cannot apply this delta (versions do not follow on): it needs a full copy."""
+    """The replica cannot apply this delta (another copy, or versions do not follow on)."""
 
 
 @dataclass(frozen=True)
 class Delta:
-    """One round's compressed delta of a public copy: applying it to ``version - 1`` gives ``version``."""
+    """One compressed step of public copy ``copy_id``: applied to version ``base`` it gives ``version``."""
 
+    copy_id: str
+    base: int
     version: int
     payload: bytes
 
 
 class PublicCopy:
-    """The sender's side: x̂_i, advanced once a round by the compressed x_i − x̂_i."""
+    """The sender's side: x̂_i, advanced once a round by the compressed x_i − x̂_i.
 
-    def __init__(self, initial: torch.Tensor, codec: str, k: int | None = None):
+    It starts equal to the parameters it is created with (receivers take it in full first), at
+    version ``round``."""
+
+    def __init__(self, initial: torch.Tensor, codec: str, k: int | None = None, round: int = 0):
         self.value = initial.detach().to(torch.float32).clone()
-        self.version = 0
+        self.version = round
         self.codec, self.k = codec, k
+        self.copy_id = secrets.token_hex(8)
 
-    def advance(self, params: torch.Tensor) -> Delta:
-        """Compress ``params − x̂``, add the decoded delta to x̂ (as every receiver will) and return it."""
+    def advance(self, params: torch.Tensor, round: int | None = None) -> Delta:
+        """Compress ``params − x̂``, add the decoded delta to x̂ (as every receiver will) and return
+        it; the new version is ``round`` (default: the next one)."""
+        version = self.version + 1 if round is None else round
+        if version <= self.version:
+            raise ValueError(f"public copy at version {self.version} cannot advance to {version}")
         payload = encode(self.codec, params.to(torch.float32) - self.value, self.k)
         self.value += decode(payload, self.value.numel())
-        self.version += 1
-        return Delta(self.version, payload)
+        delta = Delta(self.copy_id, self.version, version, payload)
+        self.version = version
+        return delta
 
-    def snapshot(self) -> tuple[int, torch.Tensor]:
-        """(version, a copy of x̂): what a replica that fell behind starts again from."""
-        return self.version, self.value.clone()
+    def snapshot(self) -> tuple[str, int, torch.Tensor]:
+        """(copy id, version, a copy of x̂): what a replica that fell behind starts again from."""
+        return self.copy_id, self.version, self.value.clone()
 
 
 class Replica:
     """A receiver's copy of a neighbour's x̂, kept in step by its deltas."""
 
-    def __init__(self, version: int, value: torch.Tensor):
+    def __init__(self, copy_id: str, version: int, value: torch.Tensor):
+        self.copy_id = copy_id
         self.version = version
         self.value = value.detach().to(torch.float32).clone()
 
     def apply(self, delta: Delta) -> None:
-        """Advance by one version; :class:`NeedSnapshot` (nothing changed) when it does not follow on."""
-        if delta.version != self.version + 1:
-            raise NeedSnapshot(f"replica at version {self.version} got the delta to {delta.version}")
-        self.value += decode(delta.payload, self.value.numel())
+        """Advance to ``delta.version``. :class:`NeedSnapshot` when it is not our copy and version,
+        :class:`~protocol.codec.CodecError` when the payload is corrupt or not finite; either way
+        nothing changed."""
+        if delta.copy_id != self.copy_id or delta.base != self.version:
+            raise NeedSnapshot(
+                f"replica of copy {self.copy_id} at version {self.version} got a delta of copy "
+                f"{delta.copy_id} from version {delta.base}"
+            )
+        step = decode(delta.payload, self.value.numel())
+        if not bool(torch.isfinite(step).all()):
+            raise CodecError("delta has non-finite values")
+        self.value += step
         self.version = delta.version
 
 

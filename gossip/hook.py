@@ -44,6 +44,23 @@ class NeighbourReport:
     deadline_s: float | None = None
 
 
+def neighbour_report(outcome, weight: float, round: int) -> NeighbourReport:
+    """The report of one pull (a ``gossip.node.PullOutcome``) whose realised weight is ``weight``."""
+    snap = outcome.snapshot
+    their_round = snap.header.round if snap is not None else None
+    return NeighbourReport(
+        peer_id=outcome.peer_id,
+        answered=snap is not None,
+        weight=weight,
+        round=their_round,
+        staleness=None if their_round is None else round - their_round,
+        bytes_in=outcome.bytes_in,
+        seconds=outcome.seconds,
+        error=outcome.error,
+        deadline_s=outcome.deadline_s,
+    )
+
+
 @dataclass(frozen=True)
 class MixResult:
     """The outcome of one gossip round at one peer."""

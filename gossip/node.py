@@ -29,26 +29,26 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 import grpc
 import torch
 
 from gossip import _grpc, robust
-from gossip.adaptive_deadline import AdaptiveDeadline, PullDeadlines
+from gossip.adaptive_deadline import PullDeadlines
+from gossip.choco_round import ChocoState, choco_round
 from gossip.client import PullFailed, call_hello, call_pull, open_channel
 from gossip.faults import FaultInterceptor
-from gossip.hook import MixResult, NeighbourReport
+from gossip.hook import MixResult, neighbour_report
+from gossip.node_config import NodeConfig
 from gossip.round_budget import RoundBudget
 from gossip.round_mixer import RoundMixer, neighbourhood_embeddings
-from gossip.security import SwarmAuth, TLSFiles
+from gossip.security import SwarmAuth
 from gossip.service import GossipService
 from gossip.snapshot import Identity, Snapshot, SnapshotStore
 from protocol.assembler import Allocator, Expectation, ReceivedSnapshot, SnapshotAssembler
 from protocol.frames import (
-    DEFAULT_CHUNK_BYTES,
-    DEFAULT_MAX_PAYLOAD_BYTES,
-    check_chunk_bytes,
     wire_dtype,
 )
 from protocol.records import PeerRecord
@@ -56,58 +56,8 @@ from protocol.serde import Hello, PullRequest
 
 logger = logging.getLogger(__name__)
 
-MODES = ("sync", "async")
 _MAX_EMBEDDING_BYTES = 64 << 20  # a MAR embedding payload is [batch, dim] floats: far below this
 _WILDCARD_HOSTS = {"0.0.0.0", "[::]", "::", ""}
-
-
-@dataclass(frozen=True)
-class NodeConfig:
-    """Everything a GossipNode needs; every timeout is a documented parameter."""
-
-    swarm_id: str  # peers of another swarm are refused
-    peer_id: str  # unique in the swarm
-    layout_fingerprint: str  # hash of parameter names/shapes/dtypes; only equal layouts are mixed
-    listen: str = "127.0.0.1:0"  # host:port to bind; port 0 picks a free one (see node.address)
-    advertise_address: str | None = None  # host:port others should dial; default: the bound address
-    mode: str = "sync"  # "sync": pull exactly our round (D-PSGD); "async": newest, staleness recorded
-    pull_deadline_s: float = 10.0  # per neighbour pull, including a sync-mode wait for its round
-    # per-neighbour deadlines from measured pull times, each <= pull_deadline_s (None: all equal it)
-    adaptive_deadline: AdaptiveDeadline | None = None
-    wire_dtype: str = "fp32"  # "fp32" | "fp16" | "bf16": dtype we ask neighbours to send params in
-    chunk_bytes: int = DEFAULT_CHUNK_BYTES  # data chunk size we serve (1-4 MiB recommended)
-    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES  # refuse larger snapshots before buffering
-    hello_deadline_s: float = 5.0  # deadline of a Hello call
-    close_grace_s: float = 1.0  # on close, in-flight pulls we serve get this long to finish
-    aggregation: str = "weighted"  # "weighted" (mixing row, D-PSGD) | "trimmed_mean" (gossip.robust)
-    trim_fraction: float = 0.2  # trimmed mean: fraction trimmed from each side per coordinate
-    max_norm_ratio: float | None = robust.DEFAULT_MAX_NORM_RATIO  # reject ||θ_j|| outside ||θ_i|| x/÷ this
-    max_distance_ratio: float | None = None  # reject ||θ_j - θ_i|| > this x ||θ_i|| (None: off)
-    tls: TLSFiles | None = None  # mutual TLS with the swarm CA on every channel (gossip.security)
-    swarm_secret: bytes | None = field(default=None, repr=False)  # only holders may pull/be pulled; None: off
-    fault_control: str | None = None  # JSON file of injected transport faults (gossip.faults); None = off
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        PullDeadlines(self.pull_deadline_s, self.adaptive_deadline)  # validates the deadlines
-        wire_dtype(self.wire_dtype)
-        check_chunk_bytes(self.chunk_bytes)
-        if not self.swarm_id or not self.peer_id:
-            raise ValueError("swarm_id and peer_id must be non-empty")
-        _ = self.robust  # validates the robust-aggregation fields
-        if self.swarm_secret is not None:
-            SwarmAuth(self.swarm_secret, self.swarm_id)  # validates the secret's length
-
-    @property
-    def robust(self) -> robust.RobustConfig:
-        """The snapshot acceptance rules and aggregation rule (``gossip.robust``)."""
-        return robust.RobustConfig(
-            aggregation=self.aggregation,
-            trim_fraction=self.trim_fraction,
-            max_norm_ratio=self.max_norm_ratio,
-            max_distance_ratio=self.max_distance_ratio,
-        )
 
 
 @dataclass(frozen=True)
@@ -144,6 +94,7 @@ class GossipNode:
         self._encoding: asyncio.Future | None = None  # the latest snapshot's frame building
         self._spare: asyncio.Future | None = None  # next round's output buffer, pre-faulted off the hot path
         self._recycled: torch.Tensor | None = None  # a result buffer the caller handed back
+        self._choco = ChocoState(config.choco) if config.choco is not None else None
         self._closed = False
 
     @classmethod
@@ -169,6 +120,8 @@ class GossipNode:
             layout_fingerprint=config.layout_fingerprint,
             address=address,
         )
+        if config.choco is not None:  # advertised in Hello and the DHT record
+            identity = replace(identity, capabilities=(*identity.capabilities, f"codec:{config.compression}"))
         auth = None if config.swarm_secret is None else SwarmAuth(config.swarm_secret, config.swarm_id)
         service = GossipService(identity, SnapshotStore(), config.chunk_bytes, auth=auth)
         server.add_generic_rpc_handlers((service.handler(),))
@@ -186,6 +139,11 @@ class GossipNode:
     # ---- serving ----------------------------------------------------------------------------
 
     @property
+    def capabilities(self) -> tuple[str, ...]:
+        """What we announce (Hello, DHT record): wire dtypes, the MAR payload, our codec if any."""
+        return self._service.identity.capabilities
+
+    @property
     def round(self) -> int:
         """The latest published round (-1 before the first publish)."""
         return self._store.latest_round
@@ -198,6 +156,8 @@ class GossipNode:
         """Serve an already captured snapshot (the runner captures it on the trainer's thread)."""
         if self._closed:
             raise RuntimeError("node is closed")
+        if self._choco is not None:
+            self._choco.publish(snapshot)  # before anyone can pull it
         self._store.put(snapshot)
         if self._spare is None and self._recycled is None:
             self._prepare_spare(snapshot.params.numel())
@@ -257,15 +217,27 @@ class GossipNode:
         )
 
     async def pull(
-        self, peer_id: str, address: str, round: int, assembler: SnapshotAssembler | None = None
+        self,
+        peer_id: str,
+        address: str,
+        round: int,
+        assembler: SnapshotAssembler | None = None,
+        *,
+        expectation: Mapping[str, Any] | None = None,
+        request: Mapping[str, Any] | None = None,
     ) -> PullOutcome:
         """Pull ``peer_id``'s snapshot for ``round`` (sync) or its newest (async) within the deadline.
 
+        ``expectation`` / ``request``: fields that replace our defaults in the ``Expectation`` (when no
+        ``assembler`` is given) and the ``PullRequest`` (compressed gossip names its codec and copy).
         Never raises for remote trouble: the outcome carries the verified snapshot or the reason.
         """
-        assembler = assembler or SnapshotAssembler(self._expectation(peer_id, round))
+        assembler = assembler or SnapshotAssembler(
+            replace(self._expectation(peer_id, round), **(expectation or {}))
+        )
         deadline = self.deadlines.deadline(peer_id)  # fixed, or this neighbour's (gossip.adaptive_deadline)
-        channel, request = self._channel(address), self._pull_request(round)
+        channel = self._channel(address)
+        request = replace(self._pull_request(round), **(request or {}))
         start = time.perf_counter()
         try:
             snapshot, nbytes = await call_pull(
@@ -287,7 +259,7 @@ class GossipNode:
             address=self.address,
             round=self.round,
             layout_fingerprint=cfg.layout_fingerprint,
-            capabilities=self._service.identity.capabilities,
+            capabilities=self.capabilities,
         )
         return await call_hello(
             self._channel(address), Hello(cfg.swarm_id, record), cfg.hello_deadline_s, self._auth
@@ -318,8 +290,11 @@ class GossipNode:
             raise ValueError(
                 f"neighbours {sorted(neighbours)} and weights {sorted(weights)} name different peers"
             )
+        if self._choco is not None:  # CHOCO: x + γ Σ W_ij (x̂_j − x̂_i); the self-weight is implied
+            async with self._mix_lock:
+                return await choco_round(self, self._choco, round, neighbours, weights)
         async with self._mix_lock:
-            own = self._own_snapshot(round)
+            own = self.own_snapshot(round)
             mixer = await self._new_mixer(own, self_weight, weights)
             start = time.perf_counter()
             outcomes = await asyncio.gather(
@@ -332,15 +307,15 @@ class GossipNode:
             embeddings = neighbourhood_embeddings(own.embedding, answered)
             embedding = torch.stack(embeddings).mean(dim=0) if embeddings else None
             mix_seconds = time.perf_counter() - start - pull_seconds + mixer.seconds
-            self._observe_lateness(time.perf_counter() - start, outcomes)
-        reports = tuple(self._report(o, kept, round) for o in outcomes)
+            self.observe_lateness(time.perf_counter() - start, outcomes)
+        reports = tuple(neighbour_report(o, kept.get(o.peer_id, 0.0), round) for o in outcomes)
         result = MixResult(
             round=round,
             params=params,
             embedding=embedding,
             self_weight=self_w,
             neighbours=reports,
-            bytes_out=self._store.take_bytes_out(),
+            bytes_out=self.take_bytes_out(),
             pull_seconds=pull_seconds,
             mix_seconds=mix_seconds,
             neighbour_distance_sq=distance,
@@ -349,14 +324,18 @@ class GossipNode:
         logger.info("%s round %d: %s", self.config.peer_id, round, result.summary())
         return result
 
-    def _observe_lateness(self, elapsed_s: float, outcomes: list[PullOutcome]) -> None:
+    def take_bytes_out(self) -> int:
+        """Payload bytes served to others since the last call."""
+        return self._store.take_bytes_out()
+
+    def observe_lateness(self, elapsed_s: float, outcomes: list[PullOutcome]) -> None:
         """Tell the round budget how long the pulls and the mix took (the next margin may grow)."""
         deadlines = [o.deadline_s for o in outcomes if o.deadline_s is not None]
         lateness = self.budget.observe(elapsed_s, max(deadlines)) if deadlines else 0.0
         if lateness > 0:
             logger.info("%s: round ran %.2f s past its pulls' timeout", self.config.peer_id, lateness)
 
-    def _own_snapshot(self, round: int) -> Snapshot:
+    def own_snapshot(self, round: int) -> Snapshot:
         """The snapshot we mix from: exactly ``round`` (sync) or the newest one (async)."""
         own = self._store.get(round) if self.config.mode == "sync" else self._store.latest
         if own is None:
@@ -430,21 +409,6 @@ class GossipNode:
             "%s round %d: rejected %s's snapshot: %s", self.config.peer_id, round, outcome.peer_id, reason
         )
         return replace(outcome, snapshot=None, error=f"rejected: {reason}")
-
-    def _report(self, outcome: PullOutcome, kept: Mapping[str, float], round: int) -> NeighbourReport:
-        snap = outcome.snapshot
-        their_round = snap.header.round if snap is not None else None
-        return NeighbourReport(
-            peer_id=outcome.peer_id,
-            answered=snap is not None,
-            weight=kept.get(outcome.peer_id, 0.0),
-            round=their_round,
-            staleness=None if their_round is None else round - their_round,
-            bytes_in=outcome.bytes_in,
-            seconds=outcome.seconds,
-            error=outcome.error,
-            deadline_s=outcome.deadline_s,
-        )
 
     async def close(self) -> None:
         """Stop serving (in-flight pulls get ``close_grace_s``), wake waiters, close channels."""

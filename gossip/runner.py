@@ -36,7 +36,6 @@ from protocol.records import PeerRecord
 
 logger = logging.getLogger(__name__)
 
-CAPABILITIES = ("fp16", "bf16", "embedding")  # what our records announce (wire dtypes, MAR payload)
 DEFAULT_START_TIMEOUT_S = 30.0  # binding the port and starting the gRPC server
 DEFAULT_CLOSE_TIMEOUT_S = 10.0  # stopping the server and the loop thread
 MIX_TIMEOUT_FACTOR, MIX_TIMEOUT_SLACK_S = 3.0, 30.0  # default mix deadline: 3 x pull deadline + 30 s
@@ -145,7 +144,7 @@ class GossipRunner:
             address=self.address,
             round=round,
             layout_fingerprint=cfg.layout_fingerprint,
-            capabilities=CAPABILITIES,
+            capabilities=self._node.capabilities,  # wire dtypes, MAR payload, codec
         )
 
     def announce(self, round: int) -> None:

@@ -20,6 +20,7 @@ from gossip.security import PROOF_METADATA, AuthError, SwarmAuth
 from gossip.snapshot import Identity, Snapshot, SnapshotStore
 from protocol import gossip_pb2 as pb
 from protocol.frames import DEFAULT_CHUNK_BYTES, Refused, check_chunk_bytes, refusal_frame
+from protocol.payload import EncodedPayload
 from protocol.records import PeerRecord
 from protocol.serde import (
     Hello,
@@ -198,11 +199,7 @@ class GossipService:
         try:
             pull = pull_request_from_proto(request)
             snapshot = await self._select(pull, context)
-            encoded = snapshot.cached(pull.wire_dtype, self.chunk_bytes)  # usually built at publish
-            if encoded is None:  # another wire dtype, or still building: off the loop
-                encoded = await asyncio.to_thread(
-                    snapshot.encoded, self.identity, pull.wire_dtype, self.chunk_bytes
-                )
+            encoded = await self._encoded(snapshot, pull)
             if encoded.header.total_bytes > pull.max_payload_bytes:
                 raise Refused(
                     pb.STATUS_TOO_LARGE,
@@ -219,6 +216,19 @@ class GossipService:
             yield frame
         self.store.bytes_out += encoded.wire_bytes
         logger.debug("served round %d (%d bytes) to %s", snapshot.round, encoded.wire_bytes, pull.peer_id)
+
+    async def _encoded(self, snapshot: Snapshot, pull: PullRequest) -> EncodedPayload:
+        """The frames to send: the parameters in the requested dtype, or (compressed gossip) the
+        step of our public copy when the requester holds its base, else the full public copy."""
+        delta = snapshot.serves_delta(pull.codec, pull.have_copy, pull.have_round)
+        if delta is not None:
+            return await asyncio.to_thread(snapshot.compressed, self.identity, self.chunk_bytes, delta)
+        encoded = snapshot.cached(pull.wire_dtype, self.chunk_bytes)  # usually built at publish
+        if encoded is None:  # another wire dtype, or still building: off the loop
+            encoded = await asyncio.to_thread(
+                snapshot.encoded, self.identity, pull.wire_dtype, self.chunk_bytes
+            )
+        return encoded
 
     async def _select(self, pull: PullRequest, context: grpc.aio.ServicerContext) -> Snapshot:
         """The snapshot to serve, waiting for it in sync mode; raises ``Refused`` otherwise."""

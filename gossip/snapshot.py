@@ -3,6 +3,9 @@
 * ``Snapshot``: one published round, immutable. Its wire encodings (per wire dtype: every frame of
   the stream, per-chunk CRC-32s included) are built once — the node starts that right after
   publish — and shared by every neighbour that pulls.
+  With compressed gossip (``gossip.choco``) a snapshot also holds the public copy x̂ it advanced
+  and the compressed step that got there: a neighbour holding the step's base gets the step,
+  any other the full public copy; a neighbour that asks for no codec gets the parameters.
 * ``SnapshotStore``: the latest and the previous round's snapshot (so a slower neighbour pulling
   round r still gets exactly round r after we moved on), and an ``asyncio.Event`` (renewed per publish)
   that sync-mode pulls wait on until the requested round is published — no polling.
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from gossip import robust
+from gossip.choco import Delta
 from protocol.payload import EncodedPayload, snapshot_payload
 
 
@@ -38,7 +42,12 @@ class Snapshot:
     round: int
     params: torch.Tensor  # 1-D float32, owned by the snapshot
     embedding: torch.Tensor | None = None  # owned by the snapshot
-    _encoded: dict[torch.dtype, EncodedPayload] = field(default_factory=dict, repr=False)
+    # compressed gossip: the public copy x̂ after this round's step, its codec, and the step
+    public: torch.Tensor | None = None
+    codec: str = ""
+    copy_id: str = ""
+    delta: Delta | None = None  # None: the copy started here (receivers take it in full)
+    _encoded: dict[object, EncodedPayload] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _norm_sq: float | None = field(default=None, repr=False)
 
@@ -85,6 +94,37 @@ class Snapshot:
             )
             cached = snapshot_payload(fields, tensors, chunk_bytes)
             self._encoded[wire_dtype] = cached
+            return cached
+
+    def serves_delta(self, codec: str, have_copy: str, have_round: int) -> bool | None:
+        """For a compressed pull: True to send the step, False the full public copy; None when this
+        snapshot has no public copy in ``codec`` (then the plain parameters are served)."""
+        if self.public is None or not codec or codec != self.codec:
+            return None
+        return self.delta is not None and have_copy == self.copy_id and have_round == self.delta.base
+
+    def compressed(self, identity: Identity, chunk_bytes: int, delta: bool) -> EncodedPayload:
+        """The wire form of the step (``delta``) or of the full public copy (fp32), built once."""
+        key = ("delta" if delta else "public", chunk_bytes)
+        with self._lock:
+            cached = self._encoded.get(key)
+            if cached is not None:
+                return cached
+            if delta:
+                tensors = [("delta", torch.frombuffer(bytearray(self.delta.payload), dtype=torch.uint8))]
+            else:
+                tensors = [("params", self.public)]
+            if self.embedding is not None:
+                tensors.append(("embedding", self.embedding))
+            fields = dict(
+                swarm_id=identity.swarm_id,
+                peer_id=identity.peer_id,
+                round=self.round,
+                layout_fingerprint=identity.layout_fingerprint,
+                copy_id=self.copy_id,
+                base_round=self.delta.base if delta else -1,
+            )
+            cached = self._encoded[key] = snapshot_payload(fields, tensors, chunk_bytes)
             return cached
 
 

@@ -226,10 +226,10 @@ class FaultRunner:
         fired = []
         with self._lock:
             now = self.elapsed()
-            due = [e for e in self._pending if self._due(e, now)]
-            for event in due:
-                self._pending.remove(event)
-                fired.append(self._apply(event, now))
+            for event in list(self._pending):  # in order: a kill applied now holds back its restart
+                if self._due(event, now):
+                    self._pending.remove(event)
+                    fired.append(self._apply(event, now))
         return fired
 
     def _due(self, event: FaultEvent, now: float) -> bool:

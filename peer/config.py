@@ -136,6 +136,12 @@ class GossipConfig:
     # honour transport faults from <run dir>/faults.json (the launcher sets it when a fault schedule
     # runs); off, pulls do not pass through the fault interceptor at all
     fault_injection: bool = False
+    # compressed gossip (CHOCO-Gossip, gossip/choco_round.py): each round sends the compressed step
+    # of a public copy instead of the parameters; "int8" (~4x fewer bytes) or "topk" (6 bytes per
+    # kept element: topk_fraction 0.01 is ~67x fewer); choco_gamma is the consensus step size
+    compression: Literal["none", "int8", "topk"] = "none"
+    topk_fraction: float = 0.01
+    choco_gamma: float = 0.5
 
     @property
     def pull_deadline_s(self) -> float:
@@ -412,6 +418,9 @@ def _validate_gossip(g: GossipConfig) -> None:
         value = getattr(g, key)
         if value is not None and value <= 1.0:
             raise ConfigError(f"gossip.{key}: expected > 1 or null, got {value}")
+    for key in ("topk_fraction", "choco_gamma"):
+        if not 0.0 < getattr(g, key) <= 1.0:
+            raise ConfigError(f"gossip.{key}: expected 0 < {key} <= 1, got {getattr(g, key)}")
 
 
 def _validate_deadlines(g: GossipConfig) -> None:

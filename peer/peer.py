@@ -129,20 +129,24 @@ class Peer:
         self.join_command = discovery.join_command(extra)
         return discovery
 
+    def _advertised_address(self, listen: str) -> str | None:
+        """The address neighbours dial when we listen on a wildcard host (None: the bound one)."""
+        listen_host, listen_port = host_port(listen)
+        if listen_host not in WILDCARD_HOSTS:
+            return None
+        if listen_port == 0:
+            raise ConfigError(
+                "gossip.listen: a wildcard host needs a fixed port (e.g. 0.0.0.0:7000) so the "
+                "advertised address is known before binding"
+            )
+        return f"{advertised_host(listen_host, self.maddrs)}:{listen_port}"
+
     def _start_runner(self) -> Any:
         from gossip.node import NodeConfig
         from gossip.runner import GossipRunner
 
         g = self.cfg.gossip
-        listen_host, listen_port = host_port(g.listen)
-        advertise = None
-        if listen_host in WILDCARD_HOSTS:
-            if listen_port == 0:
-                raise ConfigError(
-                    "gossip.listen: a wildcard host needs a fixed port (e.g. 0.0.0.0:7000) so the "
-                    "advertised address is known before binding"
-                )
-            advertise = f"{advertised_host(listen_host, self.maddrs)}:{listen_port}"
+        advertise = self._advertised_address(g.listen)
         node_config = NodeConfig(
             swarm_id=g.swarm_id,
             peer_id=self.peer_id,
@@ -160,6 +164,9 @@ class Peer:
             max_norm_ratio=g.max_norm_ratio,
             max_distance_ratio=g.max_distance_ratio,
             fault_control=str(self.run_dir / FAULT_CONTROL_FILE) if g.fault_injection else None,
+            compression=g.compression,
+            topk_fraction=g.topk_fraction,
+            choco_gamma=g.choco_gamma,
         )
         return GossipRunner.start(
             node_config,

@@ -31,6 +31,7 @@ class Expectation:
     round: int | None = None  # exact round (sync mode); None accepts any (async mode)
     peer_id: str | None = None  # the neighbour we think we are talking to
     params_numel: int | None = None  # the "params" tensor must have exactly this many elements (mixing)
+    delta_bytes: int | None = None  # a "delta" tensor must be exactly this long (None: none accepted)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,11 @@ class ReceivedSnapshot:
     @property
     def params(self) -> torch.Tensor:
         return self.tensors["params"]
+
+    @property
+    def delta(self) -> torch.Tensor | None:
+        """A compressed step of the server's public copy (codec bytes), when it sent one."""
+        return self.tensors.get("delta")
 
     @property
     def embedding(self) -> torch.Tensor | None:
@@ -139,13 +145,7 @@ class SnapshotAssembler:
             raise Refused(
                 pb.STATUS_TOO_LARGE, f"snapshot is {header.total_bytes} bytes, limit {e.max_payload_bytes}"
             )
-        if e.params_numel is not None:
-            params = next(t for t in header.tensors if t.name == "params")
-            if params.nbytes != e.params_numel * params.dtype.itemsize or len(params.shape) != 1:
-                raise Refused(
-                    pb.STATUS_LAYOUT_MISMATCH,
-                    f"params tensor has shape {params.shape}, expected ({e.params_numel},)",
-                )
+        self._check_sizes(header)
         self.header = header
         self._checksum = CHECKSUMS[header.checksum_kind]
         self._buffer = self._allocate(header.total_bytes)
@@ -157,6 +157,21 @@ class SnapshotAssembler:
         self._view = memoryview(self._buffer.numpy()) if header.total_bytes else memoryview(bytearray())
         if self._on_header is not None:
             self._on_header(header, self._tensor_views())
+
+    def _check_sizes(self, header: SnapshotHeader) -> None:
+        """The params (or delta) tensor has exactly the size we expect, before we allocate."""
+        e = self.expect
+        for spec in header.tensors:
+            if spec.name == "params" and e.params_numel is not None:
+                if spec.nbytes != e.params_numel * spec.dtype.itemsize or len(spec.shape) != 1:
+                    raise Refused(
+                        pb.STATUS_LAYOUT_MISMATCH,
+                        f"params tensor has shape {spec.shape}, expected ({e.params_numel},)",
+                    )
+            if spec.name == "delta" and spec.nbytes != e.delta_bytes:
+                raise Refused(
+                    pb.STATUS_REFUSED, f"delta of {spec.nbytes} bytes, expected {e.delta_bytes or 'none'}"
+                )
 
     def _data(self, offset: int, crc: int, payload: memoryview) -> None:
         header = self.header

@@ -112,6 +112,8 @@ class SnapshotHeader:
     tensors: tuple[TensorSpec, ...]
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
     checksum_kind: int = pb.CHECKSUM_KIND_CRC32C  # how each data chunk is checksummed (see CHECKSUMS)
+    copy_id: str = ""  # compressed gossip: the server's public copy ("" = plain parameters)
+    base_round: int = -1  # with a "delta" tensor: the round of that copy the delta applies to
 
     @property
     def num_chunks(self) -> int:

@@ -24,39 +24,39 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15protocol/gossip.proto\x12\x0e\x64ssl.gossip.v1\"\x97\x01\n\x0cHelloRequest\x12\x10\n\x08swarm_id\x18\x01 \x01(\t\x12\x0f\n\x07peer_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\r\n\x05round\x18\x04 \x01(\x03\x12\x1a\n\x12layout_fingerprint\x18\x05 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x06 \x03(\t\x12\x12\n\nauth_token\x18\x0f \x01(\x0c\"\xb9\x01\n\nHelloReply\x12&\n\x06status\x18\x01 \x01(\x0e\x32\x16.dssl.gossip.v1.Status\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x10\n\x08swarm_id\x18\x03 \x01(\t\x12\x0f\n\x07peer_id\x18\x04 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\r\n\x05round\x18\x06 \x01(\x03\x12\x1a\n\x12layout_fingerprint\x18\x07 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x08 \x03(\t\"\xdd\x01\n\x0bPullRequest\x12\x10\n\x08swarm_id\x18\x01 \x01(\t\x12\x0f\n\x07peer_id\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\x03\x12&\n\x04mode\x18\x04 \x01(\x0e\x32\x18.dssl.gossip.v1.PullMode\x12\x1a\n\x12layout_fingerprint\x18\x05 \x01(\t\x12)\n\nwire_dtype\x18\x06 \x01(\x0e\x32\x15.dssl.gossip.v1.DType\x12\x19\n\x11max_payload_bytes\x18\x07 \x01(\x04\x12\x12\n\nauth_token\x18\x0f \x01(\x0c\"_\n\nTensorSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12$\n\x05\x64type\x18\x02 \x01(\x0e\x32\x15.dssl.gossip.v1.DType\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0e\n\x06nbytes\x18\x04 \x01(\x04\"\xea\x01\n\x0eSnapshotHeader\x12\x10\n\x08swarm_id\x18\x01 \x01(\t\x12\x0f\n\x07peer_id\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\x03\x12\x1a\n\x12layout_fingerprint\x18\x04 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x05 \x01(\x04\x12+\n\x07tensors\x18\x06 \x03(\x0b\x32\x1a.dssl.gossip.v1.TensorSpec\x12\x33\n\rchecksum_kind\x18\x07 \x01(\x0e\x32\x1c.dssl.gossip.v1.ChecksumKind\x12\x13\n\x0b\x63hunk_bytes\x18\x08 \x01(\x04\";\n\tDataChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\r\n\x05\x63rc32\x18\x02 \x01(\x07\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\"2\n\x07Trailer\x12\x13\n\x0btotal_bytes\x18\x01 \x01(\x04\x12\x12\n\nnum_chunks\x18\x02 \x01(\x04\"W\n\x07Refusal\x12&\n\x06status\x18\x01 \x01(\x0e\x32\x16.dssl.gossip.v1.Status\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x14\n\x0cserver_round\x18\x03 \x01(\x03\"\xc4\x01\n\x05\x43hunk\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.dssl.gossip.v1.SnapshotHeaderH\x00\x12)\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x19.dssl.gossip.v1.DataChunkH\x00\x12*\n\x07trailer\x18\x03 \x01(\x0b\x32\x17.dssl.gossip.v1.TrailerH\x00\x12*\n\x07refusal\x18\x04 \x01(\x0b\x32\x17.dssl.gossip.v1.RefusalH\x00\x42\x06\n\x04\x62ody*\x8d\x02\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\r\n\tSTATUS_OK\x10\x01\x12\x12\n\x0eSTATUS_NOT_YET\x10\x02\x12\x1a\n\x16STATUS_LAYOUT_MISMATCH\x10\x03\x12\x12\n\x0eSTATUS_REFUSED\x10\x04\x12\x19\n\x15STATUS_SWARM_MISMATCH\x10\x05\x12\x14\n\x10STATUS_TOO_LARGE\x10\x06\x12\x15\n\x11STATUS_ROUND_GONE\x10\x07\x12\x16\n\x12STATUS_NO_SNAPSHOT\x10\x08\x12\x1c\n\x18STATUS_UNSUPPORTED_DTYPE\x10\t\x12\x1a\n\x16STATUS_UNAUTHENTICATED\x10\n*X\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x11\n\rDTYPE_FLOAT32\x10\x01\x12\x11\n\rDTYPE_FLOAT16\x10\x02\x12\x12\n\x0e\x44TYPE_BFLOAT16\x10\x03*V\n\x08PullMode\x12\x19\n\x15PULL_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15PULL_MODE_EXACT_ROUND\x10\x01\x12\x14\n\x10PULL_MODE_NEWEST\x10\x02*`\n\x0c\x43hecksumKind\x12\x1d\n\x19\x43HECKSUM_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43HECKSUM_KIND_CRC32\x10\x01\x12\x18\n\x14\x43HECKSUM_KIND_CRC32C\x10\x02\x32\x89\x01\n\x06Gossip\x12\x41\n\x05Hello\x12\x1c.dssl.gossip.v1.HelloRequest\x1a\x1a.dssl.gossip.v1.HelloReply\x12<\n\x04Pull\x12\x1b.dssl.gossip.v1.PullRequest\x1a\x15.dssl.gossip.v1.Chunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15protocol/gossip.proto\x12\x0e\x64ssl.gossip.v1\"\x97\x01\n\x0cHelloRequest\x12\x10\n\x08swarm_id\x18\x01 \x01(\t\x12\x0f\n\x07peer_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\r\n\x05round\x18\x04 \x01(\x03\x12\x1a\n\x12layout_fingerprint\x18\x05 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x06 \x03(\t\x12\x12\n\nauth_token\x18\x0f \x01(\x0c\"\xb9\x01\n\nHelloReply\x12&\n\x06status\x18\x01 \x01(\x0e\x32\x16.dssl.gossip.v1.Status\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x10\n\x08swarm_id\x18\x03 \x01(\t\x12\x0f\n\x07peer_id\x18\x04 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\r\n\x05round\x18\x06 \x01(\x03\x12\x1a\n\x12layout_fingerprint\x18\x07 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x08 \x03(\t\"\x93\x02\n\x0bPullRequest\x12\x10\n\x08swarm_id\x18\x01 \x01(\t\x12\x0f\n\x07peer_id\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\x03\x12&\n\x04mode\x18\x04 \x01(\x0e\x32\x18.dssl.gossip.v1.PullMode\x12\x1a\n\x12layout_fingerprint\x18\x05 \x01(\t\x12)\n\nwire_dtype\x18\x06 \x01(\x0e\x32\x15.dssl.gossip.v1.DType\x12\x19\n\x11max_payload_bytes\x18\x07 \x01(\x04\x12\r\n\x05\x63odec\x18\x08 \x01(\t\x12\x11\n\thave_copy\x18\t \x01(\t\x12\x12\n\nhave_round\x18\n \x01(\x03\x12\x12\n\nauth_token\x18\x0f \x01(\x0c\"_\n\nTensorSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12$\n\x05\x64type\x18\x02 \x01(\x0e\x32\x15.dssl.gossip.v1.DType\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0e\n\x06nbytes\x18\x04 \x01(\x04\"\x8f\x02\n\x0eSnapshotHeader\x12\x10\n\x08swarm_id\x18\x01 \x01(\t\x12\x0f\n\x07peer_id\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\x03\x12\x1a\n\x12layout_fingerprint\x18\x04 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x05 \x01(\x04\x12+\n\x07tensors\x18\x06 \x03(\x0b\x32\x1a.dssl.gossip.v1.TensorSpec\x12\x33\n\rchecksum_kind\x18\x07 \x01(\x0e\x32\x1c.dssl.gossip.v1.ChecksumKind\x12\x13\n\x0b\x63hunk_bytes\x18\x08 \x01(\x04\x12\x0f\n\x07\x63opy_id\x18\t \x01(\t\x12\x12\n\nbase_round\x18\n \x01(\x03\";\n\tDataChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\r\n\x05\x63rc32\x18\x02 \x01(\x07\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\"2\n\x07Trailer\x12\x13\n\x0btotal_bytes\x18\x01 \x01(\x04\x12\x12\n\nnum_chunks\x18\x02 \x01(\x04\"W\n\x07Refusal\x12&\n\x06status\x18\x01 \x01(\x0e\x32\x16.dssl.gossip.v1.Status\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x14\n\x0cserver_round\x18\x03 \x01(\x03\"\xc4\x01\n\x05\x43hunk\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.dssl.gossip.v1.SnapshotHeaderH\x00\x12)\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x19.dssl.gossip.v1.DataChunkH\x00\x12*\n\x07trailer\x18\x03 \x01(\x0b\x32\x17.dssl.gossip.v1.TrailerH\x00\x12*\n\x07refusal\x18\x04 \x01(\x0b\x32\x17.dssl.gossip.v1.RefusalH\x00\x42\x06\n\x04\x62ody*\x8d\x02\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\r\n\tSTATUS_OK\x10\x01\x12\x12\n\x0eSTATUS_NOT_YET\x10\x02\x12\x1a\n\x16STATUS_LAYOUT_MISMATCH\x10\x03\x12\x12\n\x0eSTATUS_REFUSED\x10\x04\x12\x19\n\x15STATUS_SWARM_MISMATCH\x10\x05\x12\x14\n\x10STATUS_TOO_LARGE\x10\x06\x12\x15\n\x11STATUS_ROUND_GONE\x10\x07\x12\x16\n\x12STATUS_NO_SNAPSHOT\x10\x08\x12\x1c\n\x18STATUS_UNSUPPORTED_DTYPE\x10\t\x12\x1a\n\x16STATUS_UNAUTHENTICATED\x10\n*i\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x11\n\rDTYPE_FLOAT32\x10\x01\x12\x11\n\rDTYPE_FLOAT16\x10\x02\x12\x12\n\x0e\x44TYPE_BFLOAT16\x10\x03\x12\x0f\n\x0b\x44TYPE_UINT8\x10\x04*V\n\x08PullMode\x12\x19\n\x15PULL_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15PULL_MODE_EXACT_ROUND\x10\x01\x12\x14\n\x10PULL_MODE_NEWEST\x10\x02*`\n\x0c\x43hecksumKind\x12\x1d\n\x19\x43HECKSUM_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43HECKSUM_KIND_CRC32\x10\x01\x12\x18\n\x14\x43HECKSUM_KIND_CRC32C\x10\x02\x32\x89\x01\n\x06Gossip\x12\x41\n\x05Hello\x12\x1c.dssl.gossip.v1.HelloRequest\x1a\x1a.dssl.gossip.v1.HelloReply\x12<\n\x04Pull\x12\x1b.dssl.gossip.v1.PullRequest\x1a\x15.dssl.gossip.v1.Chunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protocol.gossip_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STATUS']._serialized_start=1343
-  _globals['_STATUS']._serialized_end=1612
-  _globals['_DTYPE']._serialized_start=1614
-  _globals['_DTYPE']._serialized_end=1702
-  _globals['_PULLMODE']._serialized_start=1704
-  _globals['_PULLMODE']._serialized_end=1790
-  _globals['_CHECKSUMKIND']._serialized_start=1792
-  _globals['_CHECKSUMKIND']._serialized_end=1888
+  _globals['_STATUS']._serialized_start=1434
+  _globals['_STATUS']._serialized_end=1703
+  _globals['_DTYPE']._serialized_start=1705
+  _globals['_DTYPE']._serialized_end=1810
+  _globals['_PULLMODE']._serialized_start=1812
+  _globals['_PULLMODE']._serialized_end=1898
+  _globals['_CHECKSUMKIND']._serialized_start=1900
+  _globals['_CHECKSUMKIND']._serialized_end=1996
   _globals['_HELLOREQUEST']._serialized_start=42
   _globals['_HELLOREQUEST']._serialized_end=193
   _globals['_HELLOREPLY']._serialized_start=196
   _globals['_HELLOREPLY']._serialized_end=381
   _globals['_PULLREQUEST']._serialized_start=384
-  _globals['_PULLREQUEST']._serialized_end=605
-  _globals['_TENSORSPEC']._serialized_start=607
-  _globals['_TENSORSPEC']._serialized_end=702
-  _globals['_SNAPSHOTHEADER']._serialized_start=705
-  _globals['_SNAPSHOTHEADER']._serialized_end=939
-  _globals['_DATACHUNK']._serialized_start=941
-  _globals['_DATACHUNK']._serialized_end=1000
-  _globals['_TRAILER']._serialized_start=1002
-  _globals['_TRAILER']._serialized_end=1052
-  _globals['_REFUSAL']._serialized_start=1054
-  _globals['_REFUSAL']._serialized_end=1141
-  _globals['_CHUNK']._serialized_start=1144
-  _globals['_CHUNK']._serialized_end=1340
-  _globals['_GOSSIP']._serialized_start=1891
-  _globals['_GOSSIP']._serialized_end=2028
+  _globals['_PULLREQUEST']._serialized_end=659
+  _globals['_TENSORSPEC']._serialized_start=661
+  _globals['_TENSORSPEC']._serialized_end=756
+  _globals['_SNAPSHOTHEADER']._serialized_start=759
+  _globals['_SNAPSHOTHEADER']._serialized_end=1030
+  _globals['_DATACHUNK']._serialized_start=1032
+  _globals['_DATACHUNK']._serialized_end=1091
+  _globals['_TRAILER']._serialized_start=1093
+  _globals['_TRAILER']._serialized_end=1143
+  _globals['_REFUSAL']._serialized_start=1145
+  _globals['_REFUSAL']._serialized_end=1232
+  _globals['_CHUNK']._serialized_start=1235
+  _globals['_CHUNK']._serialized_end=1431
+  _globals['_GOSSIP']._serialized_start=1999
+  _globals['_GOSSIP']._serialized_end=2136
 # @@protoc_insertion_point(module_scope)

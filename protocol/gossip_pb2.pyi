@@ -27,6 +27,7 @@ class DType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DTYPE_FLOAT32: _ClassVar[DType]
     DTYPE_FLOAT16: _ClassVar[DType]
     DTYPE_BFLOAT16: _ClassVar[DType]
+    DTYPE_UINT8: _ClassVar[DType]
 
 class PullMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -54,6 +55,7 @@ DTYPE_UNSPECIFIED: DType
 DTYPE_FLOAT32: DType
 DTYPE_FLOAT16: DType
 DTYPE_BFLOAT16: DType
+DTYPE_UINT8: DType
 PULL_MODE_UNSPECIFIED: PullMode
 PULL_MODE_EXACT_ROUND: PullMode
 PULL_MODE_NEWEST: PullMode
@@ -100,7 +102,7 @@ class HelloReply(_message.Message):
     def __init__(self, status: _Optional[_Union[Status, str]] = ..., detail: _Optional[str] = ..., swarm_id: _Optional[str] = ..., peer_id: _Optional[str] = ..., address: _Optional[str] = ..., round: _Optional[int] = ..., layout_fingerprint: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PullRequest(_message.Message):
-    __slots__ = ("swarm_id", "peer_id", "round", "mode", "layout_fingerprint", "wire_dtype", "max_payload_bytes", "auth_token")
+    __slots__ = ("swarm_id", "peer_id", "round", "mode", "layout_fingerprint", "wire_dtype", "max_payload_bytes", "codec", "have_copy", "have_round", "auth_token")
     SWARM_ID_FIELD_NUMBER: _ClassVar[int]
     PEER_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +110,9 @@ class PullRequest(_message.Message):
     LAYOUT_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     WIRE_DTYPE_FIELD_NUMBER: _ClassVar[int]
     MAX_PAYLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    HAVE_COPY_FIELD_NUMBER: _ClassVar[int]
+    HAVE_ROUND_FIELD_NUMBER: _ClassVar[int]
     AUTH_TOKEN_FIELD_NUMBER: _ClassVar[int]
     swarm_id: str
     peer_id: str
@@ -116,8 +121,11 @@ class PullRequest(_message.Message):
     layout_fingerprint: str
     wire_dtype: DType
     max_payload_bytes: int
+    codec: str
+    have_copy: str
+    have_round: int
     auth_token: bytes
-    def __init__(self, swarm_id: _Optional[str] = ..., peer_id: _Optional[str] = ..., round: _Optional[int] = ..., mode: _Optional[_Union[PullMode, str]] = ..., layout_fingerprint: _Optional[str] = ..., wire_dtype: _Optional[_Union[DType, str]] = ..., max_payload_bytes: _Optional[int] = ..., auth_token: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, swarm_id: _Optional[str] = ..., peer_id: _Optional[str] = ..., round: _Optional[int] = ..., mode: _Optional[_Union[PullMode, str]] = ..., layout_fingerprint: _Optional[str] = ..., wire_dtype: _Optional[_Union[DType, str]] = ..., max_payload_bytes: _Optional[int] = ..., codec: _Optional[str] = ..., have_copy: _Optional[str] = ..., have_round: _Optional[int] = ..., auth_token: _Optional[bytes] = ...) -> None: ...
 
 class TensorSpec(_message.Message):
     __slots__ = ("name", "dtype", "shape", "nbytes")
@@ -132,7 +140,7 @@ class TensorSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dtype: _Optional[_Union[DType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., nbytes: _Optional[int] = ...) -> None: ...
 
 class SnapshotHeader(_message.Message):
-    __slots__ = ("swarm_id", "peer_id", "round", "layout_fingerprint", "total_bytes", "tensors", "checksum_kind", "chunk_bytes")
+    __slots__ = ("swarm_id", "peer_id", "round", "layout_fingerprint", "total_bytes", "tensors", "checksum_kind", "chunk_bytes", "copy_id", "base_round")
     SWARM_ID_FIELD_NUMBER: _ClassVar[int]
     PEER_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +149,8 @@ class SnapshotHeader(_message.Message):
     TENSORS_FIELD_NUMBER: _ClassVar[int]
     CHECKSUM_KIND_FIELD_NUMBER: _ClassVar[int]
     CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    COPY_ID_FIELD_NUMBER: _ClassVar[int]
+    BASE_ROUND_FIELD_NUMBER: _ClassVar[int]
     swarm_id: str
     peer_id: str
     round: int
@@ -149,7 +159,9 @@ class SnapshotHeader(_message.Message):
     tensors: _containers.RepeatedCompositeFieldContainer[TensorSpec]
     checksum_kind: ChecksumKind
     chunk_bytes: int
-    def __init__(self, swarm_id: _Optional[str] = ..., peer_id: _Optional[str] = ..., round: _Optional[int] = ..., layout_fingerprint: _Optional[str] = ..., total_bytes: _Optional[int] = ..., tensors: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., checksum_kind: _Optional[_Union[ChecksumKind, str]] = ..., chunk_bytes: _Optional[int] = ...) -> None: ...
+    copy_id: str
+    base_round: int
+    def __init__(self, swarm_id: _Optional[str] = ..., peer_id: _Optional[str] = ..., round: _Optional[int] = ..., layout_fingerprint: _Optional[str] = ..., total_bytes: _Optional[int] = ..., tensors: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., checksum_kind: _Optional[_Union[ChecksumKind, str]] = ..., chunk_bytes: _Optional[int] = ..., copy_id: _Optional[str] = ..., base_round: _Optional[int] = ...) -> None: ...
 
 class DataChunk(_message.Message):
     __slots__ = ("offset", "crc32", "payload")

@@ -28,8 +28,11 @@ _TORCH_TO_PROTO = {
     torch.float32: pb.DTYPE_FLOAT32,
     torch.float16: pb.DTYPE_FLOAT16,
     torch.bfloat16: pb.DTYPE_BFLOAT16,
+    torch.uint8: pb.DTYPE_UINT8,
 }
 _PROTO_TO_TORCH = {v: k for k, v in _TORCH_TO_PROTO.items()}
+_PARAM_DTYPES = (pb.DTYPE_FLOAT32, pb.DTYPE_FLOAT16, pb.DTYPE_BFLOAT16)  # what "params" may travel as
+CODECS = ("int8", "topk")  # protocol.codec's compressors, by the name a PullRequest carries
 
 
 def dtype_to_proto(dtype: torch.dtype) -> int:
@@ -81,6 +84,8 @@ def header_to_proto(header: SnapshotHeader) -> pb.SnapshotHeader:
         tensors=[tensor_spec_to_proto(t) for t in header.tensors],
         checksum_kind=header.checksum_kind,
         chunk_bytes=header.chunk_bytes,
+        copy_id=header.copy_id,
+        base_round=header.base_round,
     )
 
 
@@ -91,9 +96,7 @@ def header_from_proto(msg: pb.SnapshotHeader) -> SnapshotHeader:
     if not MIN_CHUNK_BYTES <= msg.chunk_bytes <= MAX_CHUNK_BYTES:
         raise CorruptStream(f"chunk_bytes {msg.chunk_bytes} outside [{MIN_CHUNK_BYTES}, {MAX_CHUNK_BYTES}]")
     tensors = tuple(tensor_spec_from_proto(t) for t in msg.tensors)
-    names = [t.name for t in tensors]
-    if len(set(names)) != len(names) or "params" not in names:
-        raise CorruptStream(f"tensor names must be unique and include 'params', got {names}")
+    _check_tensors(tensors, bool(msg.copy_id))
     if sum(t.nbytes for t in tensors) != msg.total_bytes:
         raise CorruptStream(
             f"tensor sizes sum to {sum(t.nbytes for t in tensors)}, header total_bytes is {msg.total_bytes}"
@@ -107,7 +110,24 @@ def header_from_proto(msg: pb.SnapshotHeader) -> SnapshotHeader:
         tensors=tensors,
         chunk_bytes=int(msg.chunk_bytes),
         checksum_kind=int(msg.checksum_kind),
+        copy_id=msg.copy_id,
+        base_round=int(msg.base_round),
     )
+
+
+def _check_tensors(tensors: tuple[TensorSpec, ...], compressed: bool) -> None:
+    """Unique names; exactly one of "params" (a float tensor) or "delta" (1-D bytes, only from a
+    server with a public copy); nothing else but an optional "embedding"."""
+    names = [t.name for t in tensors]
+    if len(set(names)) != len(names) or not set(names) <= {"params", "delta", "embedding"}:
+        raise CorruptStream(f"tensor names must be unique, of params / delta / embedding, got {names}")
+    if ("params" in names) == ("delta" in names):
+        raise CorruptStream(f"a snapshot carries exactly one of 'params' and 'delta', got {names}")
+    for spec in tensors:
+        if spec.name == "delta" and (not compressed or spec.dtype != torch.uint8 or len(spec.shape) != 1):
+            raise CorruptStream(f"bad delta tensor {spec.shape} {spec.dtype} (copy id {compressed})")
+        if spec.name != "delta" and not spec.dtype.is_floating_point:
+            raise CorruptStream(f"tensor {spec.name!r} must be floating point, got {spec.dtype}")
 
 
 @dataclass(frozen=True)
@@ -186,6 +206,9 @@ class PullRequest:
     wire_dtype: torch.dtype = torch.float32
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     auth_token: bytes = b""  # the swarm-secret token (gossip.security); empty when the swarm has none
+    codec: str = ""  # compressed gossip: the codec we decode (CODECS); "" = plain parameters
+    have_copy: str = ""  # the server's public copy we hold ("" = none) ...
+    have_round: int = -1  # ... and its round
 
 
 def pull_request_to_proto(request: PullRequest) -> pb.PullRequest:
@@ -198,6 +221,9 @@ def pull_request_to_proto(request: PullRequest) -> pb.PullRequest:
         wire_dtype=dtype_to_proto(request.wire_dtype),
         max_payload_bytes=request.max_payload_bytes,
         auth_token=request.auth_token,
+        codec=request.codec,
+        have_copy=request.have_copy,
+        have_round=request.have_round,
     )
 
 
@@ -205,8 +231,10 @@ def pull_request_from_proto(msg: pb.PullRequest) -> PullRequest:
     """Raises ``Refused`` (with the status the server should answer) on an invalid request."""
     if msg.mode not in (pb.PULL_MODE_NEWEST, pb.PULL_MODE_EXACT_ROUND):
         raise Refused(pb.STATUS_REFUSED, f"pull mode {msg.mode} is not one of EXACT_ROUND / NEWEST")
-    if msg.wire_dtype not in _PROTO_TO_TORCH:
+    if msg.wire_dtype not in _PARAM_DTYPES:
         raise Refused(pb.STATUS_UNSUPPORTED_DTYPE, f"wire dtype code {msg.wire_dtype} is not supported")
+    if msg.codec and msg.codec not in CODECS:
+        raise Refused(pb.STATUS_REFUSED, f"codec {msg.codec[:40]!r} is not one of {CODECS}")
     return PullRequest(
         swarm_id=msg.swarm_id,
         peer_id=msg.peer_id,
@@ -216,4 +244,7 @@ def pull_request_from_proto(msg: pb.PullRequest) -> PullRequest:
         wire_dtype=_PROTO_TO_TORCH[msg.wire_dtype],
         max_payload_bytes=int(msg.max_payload_bytes) or DEFAULT_MAX_PAYLOAD_BYTES,
         auth_token=bytes(msg.auth_token),
+        codec=msg.codec,
+        have_copy=msg.have_copy,
+        have_round=int(msg.have_round),
     )

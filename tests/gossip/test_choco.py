@@ -3,10 +3,14 @@ CHOCO gossip with compressed deltas keeps the network average and reaches consen
 
 from __future__ import annotations
 
+import math
+import struct
+
 import pytest
 import torch
 
 from gossip.choco import Delta, NeedSnapshot, PublicCopy, Replica, choco_mix
+from protocol.codec import CODEC_IDS, HEADER, MAGIC
 
 
 def test_a_replica_fed_every_delta_equals_the_senders_copy_exactly():
@@ -21,6 +25,7 @@ def test_a_replica_fed_every_delta_equals_the_senders_copy_exactly():
         replica.apply(sender.advance(params))
     # assert: identical bits, and error feedback keeps the copy close to the parameters
     assert torch.equal(replica.value, sender.value) and replica.version == sender.version == 20
+    assert replica.copy_id == sender.copy_id
     assert (sender.value - params).abs().max() < 0.2
 
 
@@ -38,7 +43,7 @@ def test_a_delta_that_does_not_follow_on_is_refused_and_changes_nothing():
     sender.advance(torch.ones(10))
     skipped = sender.advance(2 * torch.ones(10))  # the replica missed version 1
     before = replica.value.clone()
-    with pytest.raises(NeedSnapshot, match="version 0 got the delta to 2"):
+    with pytest.raises(NeedSnapshot, match="at version 0 got a delta of copy .* from version 1"):
         replica.apply(skipped)
     assert torch.equal(replica.value, before) and replica.version == 0
     # a full snapshot puts it back in step
@@ -47,10 +52,26 @@ def test_a_delta_that_does_not_follow_on_is_refused_and_changes_nothing():
     assert torch.equal(replica.value, sender.value)
 
 
-def test_a_corrupt_delta_is_refused():
-    replica = Replica(0, torch.zeros(10))
+def test_a_corrupt_or_non_finite_delta_is_refused_and_changes_nothing():
+    replica = Replica("c", 0, torch.zeros(10))
     with pytest.raises(ValueError):
-        replica.apply(Delta(1, b"not a delta"))
+        replica.apply(Delta("c", 0, 1, b"not a delta"))
+    # a well-formed int8 payload whose one block scale is +inf (a hostile sender)
+    inf_scale = (
+        HEADER.pack(MAGIC, CODEC_IDS["int8"], 0, 10, 1, 0) + struct.pack("<f", math.inf) + bytes(10 * [1])
+    )
+    with pytest.raises(ValueError, match="non-finite"):
+        replica.apply(Delta("c", 0, 1, inf_scale))
+    assert torch.equal(replica.value, torch.zeros(10)) and replica.version == 0
+
+
+def test_a_delta_of_another_copy_is_refused_even_at_the_same_version():
+    # prepare: a peer restarted (a new public copy) and reached the version our replica holds
+    old, new = PublicCopy(torch.zeros(10), "int8"), PublicCopy(torch.ones(10), "int8")
+    replica = Replica(*old.snapshot())
+    # execute / assert
+    with pytest.raises(NeedSnapshot):
+        replica.apply(new.advance(torch.ones(10)))
 
 
 @pytest.mark.parametrize("codec,k", [("int8", None), ("topk", 64)])
@@ -62,7 +83,7 @@ def test_choco_gossip_on_a_ring_keeps_the_average_and_reaches_consensus(codec, k
     mean = torch.stack(x).mean(0)
     copies = [PublicCopy(torch.zeros(dim), codec, k) for _ in range(n)]
     ring = {i: ((i - 1) % n, (i + 1) % n) for i in range(n)}
-    replicas = {(i, j): Replica(0, torch.zeros(dim)) for i in range(n) for j in ring[i]}
+    replicas = {(i, j): Replica(*copies[j].snapshot()) for i in range(n) for j in ring[i]}
     spread0 = max((xi - mean).norm() for xi in x)
     # execute: each round every peer publishes its delta, neighbours apply it, then all mix
     for _ in range(300):

@@ -1,13 +1,17 @@
 """A gossip-only peer process for survival tests: a real GossipNode with KNOWN parameter values.
 
     python -m tests.launcher._gossip_node --peer-id p0 --dir D --value 1.0 --numel N [--average]
+        [--random SEED] [--compression int8|topk] [--gamma G] [--topk-fraction F] [--rounds R]
 
 Binds port 0, writes ``D/<id>.addr``, waits for ``D/peers.json`` ({id: address}, re-read every
 round so a restarted neighbour's new address is picked up), then runs sync rounds until ``D/stop``
 exists: publish the vector, mix with ``--graph`` (full | ring) neighbours using Metropolis-Hastings
 weights, log one JSON line per round to ``D/<id>.jsonl``. ``--average`` keeps the mixed result
 (pure gossip averaging); otherwise the published vector stays constant, so every valid full mix is a
-known constant and a partially mixed buffer shows as two different values.
+known constant and a partially mixed buffer shows as two different values. ``--random SEED`` starts
+from ``value`` + Gaussian noise drawn from SEED instead; ``--compression`` gossips CHOCO steps;
+``--rounds R`` stops after R rounds, writes the final vector to ``D/<id>.pt`` and keeps serving
+until ``D/stop`` exists (so slower neighbours can finish their last round).
 """
 
 from __future__ import annotations
@@ -73,6 +77,9 @@ async def _start(args: argparse.Namespace, root: Path) -> GossipNode:
             chunk_bytes=256 * 1024,
             pull_deadline_s=args.deadline,
             fault_control=str(control),
+            compression=args.compression,
+            choco_gamma=args.gamma,
+            topk_fraction=args.topk_fraction,
         )
     )
     write_json(root / f"{args.peer_id}.addr", {"address": node.address, "pid": os.getpid()})
@@ -86,9 +93,11 @@ async def run(args: argparse.Namespace) -> None:
     while not peers_file.is_file():
         await asyncio.sleep(0.05)
     params = torch.full((args.numel,), args.value, dtype=torch.float32)
+    if args.random is not None:
+        params += torch.randn(args.numel, generator=torch.Generator().manual_seed(args.random))
     log = (root / f"{args.peer_id}.jsonl").open("a")
     round_ = args.start_round
-    while not (root / "stop").exists():
+    while not (root / "stop").exists() and (args.rounds is None or round_ < args.start_round + args.rounds):
         peers = json.loads(peers_file.read_text())
         weights = _weights(args.peer_id, sorted(peers), args.graph)
         node.publish(params, round_)
@@ -102,6 +111,10 @@ async def run(args: argparse.Namespace) -> None:
             args.value = float(params[0])
         round_ += 1
         await asyncio.sleep(args.round_s)
+    if args.rounds is not None:
+        torch.save(params, root / f"{args.peer_id}.pt")
+        while not (root / "stop").exists():
+            await asyncio.sleep(0.05)
     await node.close()
 
 
@@ -116,6 +129,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--graph", default="full", choices=["full", "ring"])
     p.add_argument("--start-round", type=int, default=0)
     p.add_argument("--average", action="store_true")
+    p.add_argument("--random", type=int, default=None, help="add Gaussian noise drawn from this seed")
+    p.add_argument("--compression", default="none", choices=["none", "int8", "topk"])
+    p.add_argument("--gamma", type=float, default=0.5, help="CHOCO's consensus step size")
+    p.add_argument("--topk-fraction", type=float, default=0.01, help="the share of elements top-k keeps")
+    p.add_argument("--rounds", type=int, default=None, help="stop after this many rounds")
     torch.set_num_threads(1)
     asyncio.run(run(p.parse_args(argv)))
     return 0

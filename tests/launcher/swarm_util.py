@@ -118,9 +118,15 @@ class NodeSwarm:
         self.procs: dict[str, subprocess.Popen] = {}
         root.mkdir(parents=True, exist_ok=True)
 
-    def start(self, peer_ids: list[str], values: dict[str, float], *args: str) -> dict[str, str]:
-        """Start one node per id holding ``values[id]``; once all are bound, tell them each other's
-        addresses (``peers.json``); returns them."""
+    def start(
+        self,
+        peer_ids: list[str],
+        values: dict[str, float],
+        *args: str,
+        per_peer: dict[str, list[str]] | None = None,
+    ) -> dict[str, str]:
+        """Start one node per id holding ``values[id]`` (``per_peer[id]``: its own extra arguments);
+        once all are bound, tell them each other's addresses (``peers.json``); returns them."""
         for peer_id in peer_ids:
             argv = [
                 *NODE,
@@ -131,6 +137,7 @@ class NodeSwarm:
                 "--value",
                 str(values[peer_id]),
                 *args,
+                *(per_peer or {}).get(peer_id, []),
             ]
             with (self.root / f"{peer_id}.log").open("ab") as log:
                 proc = subprocess.Popen(

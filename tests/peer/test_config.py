@@ -91,14 +91,23 @@ def test_example_configs_load():
 
 def test_gossip_words_are_gossips_own():
     # prepare
+    from gossip.choco_round import COMPRESSIONS
     from gossip.mixing import RULES
     from protocol.frames import WIRE_DTYPES
 
     hints = typing.get_type_hints(GossipConfig)
     # execute
     rules, dtypes = typing.get_args(hints["mixing"]), typing.get_args(hints["wire_dtype"])
+    compressions = typing.get_args(hints["compression"])
     # assert: the config's words are exactly the ones gossip takes
     assert set(rules) == set(RULES) and set(dtypes) == set(WIRE_DTYPES)
+    assert set(compressions) == set(COMPRESSIONS)
+
+
+def test_bad_compression_settings_are_config_errors():
+    for override in ("gossip.compression=zip", "gossip.topk_fraction=0", "gossip.choco_gamma=2"):
+        with pytest.raises(ConfigError, match=override.split("=")[0]):
+            load_config(None, [override])
 
 
 def test_old_spellings_of_gossip_words_still_load_and_say_so(tmp_path, caplog):
