@@ -443,6 +443,8 @@ def _prepare_snapshot(
 ) -> None:
     """Off the loop, right after publish: the wire frames, and ||θ||² for the acceptance rules."""
     snapshot.encoded(identity, wire_dtype, chunk_bytes)
+    if snapshot.delta is not None:  # compressed gossip: the step most neighbours will pull
+        snapshot.compressed(identity, chunk_bytes, delta=True)
     snapshot.norm_sq()
 
 

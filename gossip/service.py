@@ -221,8 +221,10 @@ class GossipService:
         """The frames to send: the parameters in the requested dtype, or (compressed gossip) the
         step of our public copy when the requester holds its base, else the full public copy."""
         delta = snapshot.serves_delta(pull.codec, pull.have_copy, pull.have_round)
-        if delta is not None:
-            return await asyncio.to_thread(snapshot.compressed, self.identity, self.chunk_bytes, delta)
+        if delta is not None:  # the step is usually built at publish; a full copy on first demand
+            cached = snapshot.cached_compressed(self.chunk_bytes, delta)
+            build = snapshot.compressed
+            return cached or await asyncio.to_thread(build, self.identity, self.chunk_bytes, delta)
         encoded = snapshot.cached(pull.wire_dtype, self.chunk_bytes)  # usually built at publish
         if encoded is None:  # another wire dtype, or still building: off the loop
             encoded = await asyncio.to_thread(

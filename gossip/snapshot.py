@@ -103,11 +103,15 @@ class Snapshot:
             return None
         return self.delta is not None and have_copy == self.copy_id and have_round == self.delta.base
 
+    def cached_compressed(self, chunk_bytes: int, delta: bool) -> EncodedPayload | None:
+        """The wire form of the step or of the full public copy if it is already built."""
+        return self._encoded.get(("delta" if delta else "public", chunk_bytes))
+
     def compressed(self, identity: Identity, chunk_bytes: int, delta: bool) -> EncodedPayload:
         """The wire form of the step (``delta``) or of the full public copy (fp32), built once."""
         key = ("delta" if delta else "public", chunk_bytes)
         with self._lock:
-            cached = self._encoded.get(key)
+            cached = self.cached_compressed(chunk_bytes, delta)
             if cached is not None:
                 return cached
             if delta:

@@ -95,8 +95,11 @@ async def test_a_step_that_does_not_apply_costs_the_round_and_the_replica():
         b.publish(2 * torch.ones(DIM), 1)
         a.publish(torch.zeros(DIM), 1)
         state: ChocoState = a._choco
-        real = b._store.get(1).delta
-        b._store.get(1).delta = Delta(real.copy_id, real.base, real.version, b"\x00" * len(real.payload))
+        await b.ready()  # the step's frames are built at publish: replace them, not just the step
+        snapshot = b._store.get(1)
+        real = snapshot.delta
+        snapshot.delta = Delta(real.copy_id, real.base, real.version, b"\x00" * len(real.payload))
+        snapshot._encoded.clear()
         # execute
         result = await a.mix(1, {"b": b.address}, 0.5, {"b": 0.5})
         # assert: refused as corrupt, nothing mixed, the replica dropped (next pull is in full)
