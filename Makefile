@@ -24,12 +24,14 @@ bench: setup
 	$(PY) benchmarks/gossip_bench.py
 	$(PY) benchmarks/train_bench.py
 	$(PY) benchmarks/linerate_bench.py
+	$(PY) benchmarks/overlap_bench.py
 	$(PY) benchmarks/bytes_bench.py
 
 # 16 peers for 30 minutes, one killed every 30 s and restarted from its checkpoint, one 3x slower,
-# after a fault-free run of the same length (about 65 minutes in all).
+# after a fault-free run of the same length (about 65 minutes in all); the peers are forked from a
+# zygote that imported their stack once (swarm.zygote), so a restart costs no import CPU.
 soak: setup
-	$(PY) benchmarks/soak.py --peers 16 --minutes 30 --kill-every-s 30 --slow-peer 3 --deadline-s 10 --baseline
+	$(PY) benchmarks/soak.py --peers 16 --minutes 30 --kill-every-s 30 --slow-peer 3 --deadline-s 10 --baseline --zygote
 
 demo: setup
 	$(VENV)/bin/dssl demo

@@ -12,9 +12,12 @@ run on this machine it measures, with warm-up repetitions discarded and medians 
 * ``hivemind`` one ``DecentralizedAverager`` round between two processes (``_hivemind_avg.py``);
 * a 4-node ring round (4 processes, each pulls 2 neighbours and mixes).
 
-Every exchange is verified against the expected average (bit-exact for fp32). The last line is::
+Every exchange is verified against the expected average (bit-exact for fp32). The whole benchmark
+(raw, gossip, hivemind) is repeated ``--repeats`` times (5) in one run; each repetition gives its
+ratios, and the last line holds their medians and spread::
 
-    RESULT raw_s=<x> gossip_s=<x> hivemind_s=<x> gossip_over_raw=<x> hivemind_over_gossip=<x>
+    RESULT raw_s=<x> gossip_s=<x> hivemind_s=<x> gossip_over_raw=<x> gossip_over_raw_min=<x>
+           gossip_over_raw_max=<x> hivemind_over_gossip=<x> hivemind_over_gossip_min=<x> repeats=<n>
 
 Run: ``.venv/bin/python benchmarks/gossip_bench.py [--reps 7 --warmup 2]``. Absolute times depend on
 how busy the machine is; the ratios of one run are what count.
@@ -267,6 +270,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=7, help="timed repetitions per system (>= 5)")
     parser.add_argument("--warmup", type=int, default=2, help="discarded repetitions before timing")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="repetitions of the whole benchmark (medians of their ratios)"
+    )
     parser.add_argument("--floats", type=int, default=0, help="payload floats (default: timm resnet18's)")
     parser.add_argument(
         "--skip-hivemind", action="store_true", help="no hivemind baseline (RESULT then reports nan)"
@@ -315,12 +321,30 @@ def _hivemind_median(num_floats: int, reps: int, warmup: int) -> float:
     return statistics.median(hive)
 
 
+def _repeat(num_floats: int, args: argparse.Namespace, index: int) -> tuple[float, float, float]:
+    """One repetition of the whole benchmark: (raw, gossip fp32, hivemind) medians. The variants
+    (4 MiB chunks, fp16 wire, 4-ring) run in the first repetition only."""
+    from benchmarks import _raw_grpc
+
+    print(f"-- repetition {index + 1} of {args.repeats}", flush=True)
+    raw = _raw_grpc.measure(num_floats, args.reps, args.warmup)
+    print(f"raw grpc pairwise:      median {statistics.median(raw) * 1e3:7.1f} ms  ({_ms(raw)})", flush=True)
+    if index == 0:
+        gossip = _gossip_variants(num_floats, args.reps, args.warmup)
+    else:
+        gossip = [r.wall_s for r in measure(num_floats, args.reps, args.warmup)]
+        print(f"dssl gossip fp32:       median {statistics.median(gossip) * 1e3:7.1f} ms  ({_ms(gossip)})")
+    hivemind_s = float("nan") if args.skip_hivemind else _hivemind_median(num_floats, args.reps, args.warmup)
+    return statistics.median(raw), statistics.median(gossip), hivemind_s
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} [{min(values):.3f}, {max(values):.3f}]"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-
-    from benchmarks import _raw_grpc
-
     num_floats = args.floats or resnet18_num_floats()
     print(
         f"payload: {num_floats} float32 = {num_floats * 4 / 2**20:.1f} MiB (timm resnet18 flat params)"
@@ -328,14 +352,20 @@ def main(argv: list[str] | None = None) -> int:
         else f"payload: {num_floats} float32",
         flush=True,
     )
-    raw = _raw_grpc.measure(num_floats, args.reps, args.warmup)
-    print(f"raw grpc pairwise:      median {statistics.median(raw) * 1e3:7.1f} ms  ({_ms(raw)})", flush=True)
-    gossip = _gossip_variants(num_floats, args.reps, args.warmup)
-    hivemind_s = float("nan") if args.skip_hivemind else _hivemind_median(num_floats, args.reps, args.warmup)
-    raw_s, gossip_s = statistics.median(raw), statistics.median(gossip)
+    repeats = [_repeat(num_floats, args, i) for i in range(args.repeats)]
+    over_raw = [g / r for r, g, _ in repeats]
+    hive_over = [h / g for _, g, h in repeats]
+    print(
+        f"gossip / raw per repetition: {' '.join(f'{x:.3f}' for x in over_raw)}; "
+        f"median [min, max] {_spread(over_raw)}"
+    )
+    print(f"hivemind / gossip per repetition: {' '.join(f'{x:.2f}' for x in hive_over)}")
+    raw_s, gossip_s, hivemind_s = (statistics.median(column) for column in zip(*repeats))
     print(
         f"RESULT raw_s={raw_s:.4f} gossip_s={gossip_s:.4f} hivemind_s={hivemind_s:.4f} "
-        f"gossip_over_raw={gossip_s / raw_s:.3f} hivemind_over_gossip={hivemind_s / gossip_s:.2f}"
+        f"gossip_over_raw={statistics.median(over_raw):.3f} gossip_over_raw_min={min(over_raw):.3f} "
+        f"gossip_over_raw_max={max(over_raw):.3f} hivemind_over_gossip={statistics.median(hive_over):.2f} "
+        f"hivemind_over_gossip_min={min(hive_over):.2f} repeats={args.repeats}"
     )
     return 0
 

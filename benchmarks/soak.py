@@ -65,18 +65,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from analysis.timeline import read_timeline  # noqa: E402
+from benchmarks._soak_watch import Watch  # noqa: E402
 from launcher.fault_control import with_fault_injection  # noqa: E402
 from launcher.fault_runner import FaultRunner  # noqa: E402
 from launcher.fault_schedule import FaultSchedule, generate_schedule, kill_schedule  # noqa: E402
 from launcher.processes import SwarmProcesses  # noqa: E402
 from launcher.run_setup import create_run_dir, write_manifest, write_peer_configs  # noqa: E402
 from launcher.spec import plan_from_dict  # noqa: E402
+from launcher.zygote_client import Zygote  # noqa: E402
 from peer.allocator import ENABLE_ENV, TRIM_MODE  # noqa: E402
 from peer.metrics import read_metrics  # noqa: E402
 from peer.rundir import METRICS_FILE, TIMELINE_FILE, peer_dir  # noqa: E402
@@ -99,15 +100,6 @@ BASE = {
 }
 
 
-def group_usage(pid: int) -> tuple[int, float]:
-    """(RSS in bytes, CPU seconds used so far) of a peer process and its children (hivemind's p2pd)."""
-    try:
-        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-        return sum(p.memory_info().rss for p in procs), sum(sum(p.cpu_times()[:2]) for p in procs)
-    except psutil.Error:
-        return 0, 0.0
-
-
 def complete_mix(record: dict) -> bool:
     """The realised row is a full mix over exactly the neighbours that answered."""
     nbrs = record.get("neighbours") or []
@@ -117,12 +109,6 @@ def complete_mix(record: dict) -> bool:
         and all(n["weight"] > 0 for n in nbrs if n["answered"])
         and all(n["weight"] == 0 for n in nbrs if not n["answered"])
     )
-
-
-def slope_mb_per_h(samples: list[tuple[float, int]]) -> float:
-    t = np.array([s[0] for s in samples])
-    rss = np.array([s[1] for s in samples]) / 2**20
-    return float(np.polyfit(t - t[0], rss, 1)[0] * 3600.0)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -143,20 +129,7 @@ def _parser() -> argparse.ArgumentParser:
         "--warmup-s", type=float, default=300.0, help="leave each process's first N s out of its RSS fit"
     )
     p.add_argument("--fit-last-min", type=float, default=20.0, help="fit RSS over the last N minutes")
-    p.add_argument(
-        "--kill-every-s", type=float, default=0.0, help="kill a random peer this often (0: mixed churn)"
-    )
-    p.add_argument("--restart-after-s", type=float, default=2.0, help="a killed peer restarts after this")
-    p.add_argument("--slow-peer", type=float, default=1.0, help="peer p1 is this many times slower")
-    p.add_argument("--deadline-s", type=float, default=3.0, help="the pull deadline of every round")
-    p.add_argument("--baseline", action="store_true", help="first run the same swarm without faults")
-    p.add_argument(
-        "--malloc",
-        choices=sorted(MALLOC_MODES),
-        default="tuned",
-        help="the peers' allocator setting (peer/allocator.py): glibc's defaults, fixed thresholds, "
-        "or defaults + malloc_trim once a round",
-    )
+    _swarm_options(p)
     p.add_argument(
         "--train-timeout-s", type=float, default=900.0, help="wait this long for every peer's first round"
     )
@@ -166,7 +139,30 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _swarm(args: argparse.Namespace, argv: list[str], name: str) -> SwarmProcesses:
+def _swarm_options(p: argparse.ArgumentParser) -> None:
+    """The options that shape the swarm and its churn."""
+    p.add_argument(
+        "--kill-every-s", type=float, default=0.0, help="kill a random peer this often (0: mixed churn)"
+    )
+    p.add_argument("--restart-after-s", type=float, default=2.0, help="a killed peer restarts after this")
+    p.add_argument("--slow-peer", type=float, default=1.0, help="peer p1 is this many times slower")
+    p.add_argument("--deadline-s", type=float, default=3.0, help="the pull deadline of every round")
+    p.add_argument("--baseline", action="store_true", help="first run the same swarm without faults")
+    p.add_argument(
+        "--zygote",
+        action="store_true",
+        help="fork the peers from one process that imported their stack once (launcher.zygote)",
+    )
+    p.add_argument(
+        "--malloc",
+        choices=sorted(MALLOC_MODES),
+        default="tuned",
+        help="the peers' allocator setting (peer/allocator.py): glibc's defaults, fixed thresholds, "
+        "or defaults + malloc_trim once a round",
+    )
+
+
+def _swarm(args: argparse.Namespace, argv: list[str], name: str, zygote: Zygote | None) -> SwarmProcesses:
     """The soak swarm's processes in a fresh run directory (nothing started yet)."""
     swarm = {"id": f"{name}-{args.seed}", "ready_timeout_s": 300, "stop_deadline_s": 30, "seed": args.seed}
     base = json.loads(json.dumps(BASE))
@@ -181,58 +177,8 @@ def _swarm(args: argparse.Namespace, argv: list[str], name: str) -> SwarmProcess
         run,
         config_paths=write_peer_configs(run, plan),
         peer_args=["--dht-ttl-s", "5", "--stop-deadline-s", "20"],
+        zygote=zygote,
     )
-
-
-class _Watch:
-    """Per-peer RSS and CPU samples, one series per process incarnation."""
-
-    def __init__(self, ids: list[str]):
-        self.ids = ids
-        self.rss: dict[tuple[str, int], list[tuple[float, int]]] = defaultdict(list)
-        self.cpu: dict[tuple[str, int], list[tuple[float, float]]] = defaultdict(list)
-        self.started: set[tuple[str, int]] = set()  # incarnations alive at the first sample
-
-    def sample(self, swarm: SwarmProcesses) -> None:
-        first = not self.cpu
-        for peer_id in self.ids:
-            proc = swarm.processes.get(peer_id)
-            if proc is not None and proc.alive():
-                now, key, (rss, cpu) = time.time(), (peer_id, proc.pid), group_usage(proc.pid)
-                self.rss[key].append((now, rss))
-                self.cpu[key].append((now, cpu))
-                if first:
-                    self.started.add(key)
-
-    def startup_cpu_share(self, first_round: dict[tuple[str, int], float]) -> float:
-        """The share of the peers' CPU over the window spent by restarted incarnations before their
-        first round (``first_round``: unix time per incarnation): interpreter start, imports, data,
-        DHT join, checkpoint load. On a shared host that CPU is taken from the other peers'
-        training, which a restart on its own host would not do. A lower bound (5 s sampling)."""
-        total = startup = 0.0
-        for key, samples in self.cpu.items():
-            total += samples[-1][1] - (samples[0][1] if key in self.started else 0.0)
-            if key not in self.started and key in first_round:
-                startup += max((c for t, c in samples if t <= first_round[key]), default=0.0)
-        return startup / total if total > 0 else float("nan")
-
-    def slopes(
-        self, min_fit_s: float, since: float = 0.0, peer_id: str | None = None, warmup_s: float = 0.0
-    ) -> list[float]:
-        """RSS slopes (MB/h) of the incarnations (of ``peer_id``, or of every peer), fitted on their
-        samples taken after ``since`` (unix time) and after their first ``warmup_s`` seconds (a new
-        process allocates its model, optimizer and DHT state for minutes), when those span at least
-        ``min_fit_s``."""
-        fits = []
-        for (p_id, _), samples in self.rss.items():
-            window = [s for s in samples if s[0] >= max(since, samples[0][0] + warmup_s)]
-            if (
-                (peer_id is None or p_id == peer_id)
-                and len(window) >= 3
-                and window[-1][0] - window[0][0] >= min_fit_s
-            ):
-                fits.append(slope_mb_per_h(window))
-        return fits
 
 
 def _events(run_dir: Path, event: str, peer_id: str | None = None) -> list[dict]:
@@ -336,7 +282,7 @@ class SoakRun:
     """One measured run: its processes, samples, exit codes and measured window (unix times)."""
 
     swarm: SwarmProcesses
-    watch: _Watch
+    watch: Watch
     codes: dict
     started: float
     ended: float
@@ -363,8 +309,17 @@ def _wait_training(swarm: SwarmProcesses, ids: list[str], timeout_s: float) -> N
 
 
 def _run(args: argparse.Namespace, argv: list[str], name: str, faulted: bool) -> SoakRun:
-    """Start the swarm, apply the churn (or none), sample until the time is up, stop."""
-    swarm = _swarm(args, argv, name)
+    """Start the swarm (its peers forked from a zygote with ``--zygote``), apply the churn (or none),
+    sample until the time is up, stop."""
+    zygote = Zygote().start() if args.zygote else None
+    try:
+        return _run_swarm(_swarm(args, argv, name, zygote), args, name, faulted)
+    finally:
+        if zygote is not None:
+            zygote.close()
+
+
+def _run_swarm(swarm: SwarmProcesses, args: argparse.Namespace, name: str, faulted: bool) -> SoakRun:
     ids = [peer.peer_id for peer in swarm.plan.peers]
     duration = args.minutes * 60.0
     schedule = _schedule(args, ids, duration) if faulted else FaultSchedule(seed=args.seed, events=())
@@ -376,7 +331,7 @@ def _run(args: argparse.Namespace, argv: list[str], name: str, faulted: bool) ->
     )
     swarm.start()
     _wait_training(swarm, ids, args.train_timeout_s)
-    watch = _Watch(ids)
+    watch = Watch(ids)
     runner = FaultRunner(swarm, schedule).start()
     started = time.time()
     try:

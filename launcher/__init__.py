@@ -6,6 +6,8 @@ swarm.py          `dssl swarm` / `dssl demo`: run_swarm, the one launch path for
                   hosts: plan -> run directory -> start peers -> supervise (+ faults) -> collect
 processes.py      SwarmProcesses: a swarm's peer processes on any transport: process groups,
                   readiness (ready.json or the ready line), signals, graceful stop, supervision
+zygote.py         a process that imports the peer's stack once and forks local peers on request
+zygote_client.py  the launcher's side of the zygote: start it, fork peers (Popen-like handles), exits
 baselines.py      the baselines of a run: each peer trained alone, one centralised model (`dssl baselines`)
 follow_ups.py     after a complete run, when asked: its consensus model θ̄ and its baselines (sweeps)
 progress_printer.py  the live swarm progress line while supervising (every --progress-s seconds)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from launcher.run_setup import Timeline
 from launcher.spec import PeerPlan, SwarmPlan
+from launcher.zygote_client import Zygote, ZygoteError
 from peer.rundir import READY_MARKER, RunDir
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ class SwarmProcesses:
         timeline: Timeline | None = None,
         transports: dict[str, Transport] | None = None,
         peer_args: list[str] | None = None,
+        zygote: Zygote | None = None,
     ):
         self.plan = plan
         self.run = run
@@ -156,6 +158,7 @@ class SwarmProcesses:
         self.transports = transports or {}  # peer id -> how to reach its host (default: this host)
         self.processes: dict[str, PeerProcess] = {}
         self.bootstrap: list[str] = []  # multiaddrs of the bootstrap peer, once it is ready
+        self.zygote = zygote  # forks local peers, stack imported (launcher.zygote); the caller closes it
 
     # -- starting -------------------------------------------------------------------------------
 
@@ -203,10 +206,17 @@ class SwarmProcesses:
 
     def _spawn(self, plan: PeerPlan, argv: list[str], log_path: Path) -> tuple[subprocess.Popen, int]:
         """Start ``argv`` through the peer's transport in its own session, appending to its log;
-        returns the process and the log's size before it started."""
+        returns the process and the log's size before it started. A local peer is forked from the
+        zygote when there is one (a fresh process if the zygote cannot)."""
         transport = self.transports.get(plan.peer_id, Transport())
         preamble = transport.stdin_preamble(plan.peer_id, argv)
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.zygote is not None and type(transport) is Transport and self.zygote.can_run(argv):
+            offset = log_path.stat().st_size if log_path.exists() else 0
+            try:
+                return self.zygote.spawn(argv, self._env(plan), log_path), offset
+            except ZygoteError as exc:
+                log.warning("peer %s: %s; starting it as a fresh process", plan.peer_id, exc)
         with log_path.open("ab") as log_fh:
             offset = log_fh.tell()
             piped = transport.keep_stdin_open or preamble is not None

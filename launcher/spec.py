@@ -52,7 +52,7 @@ PEER_KNOBS: dict[str, tuple[str, tuple[type, ...], str]] = {
     "steps": ("train.steps", (int, type(None)), "optimizer steps of this peer"),
 }
 _PEER_KEYS = {"id", "set", *PEER_KNOBS}
-_SWARM_KEYS = {"id", "size", "run_root", "ready_timeout_s", "stop_deadline_s", "seed"}
+_SWARM_KEYS = {"id", "size", "run_root", "ready_timeout_s", "stop_deadline_s", "seed", "zygote"}
 _TOP_KEYS = {"swarm", "config", "base", "defaults", "peers"}
 
 
@@ -66,6 +66,9 @@ class SwarmSettings:
     ready_timeout_s: float = 180.0  # bootstrap peer must write ready.json within this
     stop_deadline_s: float = 30.0  # graceful stop deadline before SIGKILL
     seed: int = 0  # swarm seed: data partition, topology draws, model init of every peer
+    # fork this host's peers from one process that imported the peer's stack once (launcher.zygote):
+    # a start or restart then costs no import CPU, which on a shared host is the other peers' CPU
+    zygote: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,7 +126,10 @@ def _settings(values: dict, size_override: int | None) -> SwarmSettings:
         ready_timeout_s=float(values.get("ready_timeout_s", SwarmSettings.ready_timeout_s)),
         stop_deadline_s=float(values.get("stop_deadline_s", SwarmSettings.stop_deadline_s)),
         seed=values.get("seed", SwarmSettings.seed),
+        zygote=values.get("zygote", SwarmSettings.zygote),
     )
+    if not isinstance(settings.zygote, bool):
+        raise SpecError(f"swarm.zygote: expected true or false, got {settings.zygote!r}")
     if settings.size < 1:
         raise SpecError(f"swarm.size: expected >= 1 peers, got {settings.size}")
     if not settings.swarm_id or "/" in settings.swarm_id:

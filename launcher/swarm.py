@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import shutil
 import sys
 import time
@@ -43,9 +44,12 @@ from launcher.processes import (
 from launcher.progress_printer import DEFAULT_INTERVAL_S, ProgressPrinter
 from launcher.run_setup import Timeline, create_run_dir, write_manifest, write_peer_configs
 from launcher.spec import SpecError, SwarmPlan, load_plan
+from launcher.zygote_client import Zygote, ZygoteError
 from peer.config import ConfigError
 from peer.consensus import write_consensus
 from peer.rundir import PARTITION_FILES, RunDir
+
+log = logging.getLogger(__name__)
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DEMO_SPEC = EXAMPLES / "demo_swarm.yaml"
@@ -117,6 +121,7 @@ def run_swarm(
         plan = with_fault_injection(plan)
     run, config_paths = prepare_run(plan, argv, run_root, hosts)
     _announce_start(plan, inventory, run)
+    zygote = _zygote(plan, transports, peer_command)
     swarm = SwarmProcesses(
         plan,
         run,
@@ -125,11 +130,29 @@ def run_swarm(
         timeline=Timeline(run.timeline_path),
         transports=transports,
         peer_args=security_args(plan, run, insecure, secret_file),
+        zygote=zygote,
     )
     on_ready = lambda: _announce_ready(swarm, insecure)  # noqa: E731
-    codes = _run_until_done(swarm, faults, duration_s, on_ready, ProgressPrinter(swarm, progress_s))
+    try:
+        codes = _run_until_done(swarm, faults, duration_s, on_ready, ProgressPrinter(swarm, progress_s))
+    finally:
+        if zygote is not None:
+            zygote.close()
     _report_crashes(run, codes, where)
     return run, codes
+
+
+def _zygote(plan: SwarmPlan, transports: dict, peer_command: tuple[str, ...]) -> Zygote | None:
+    """A started zygote when ``swarm.zygote`` asks for one and some peer runs on this host; None
+    otherwise, or (with a warning) when it cannot start: the peers then start as fresh processes."""
+    local = [p for p in plan.peers if type(transports.get(p.peer_id, Transport())) is Transport]
+    if not plan.settings.zygote or not local or peer_command != PEER_COMMAND:
+        return None
+    try:
+        return Zygote().start()
+    except (ZygoteError, OSError) as exc:
+        log.warning("swarm.zygote: %s; peers start as fresh processes", exc)
+        return None
 
 
 def _report_crashes(run: RunDir, codes: dict[str, int | None], where: dict[str, str]) -> None:

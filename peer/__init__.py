@@ -11,6 +11,7 @@ flat.py        model <-> one flat contiguous buffer (BN/buffer policy, layout fi
 local_data.py  this peer's partition share of the training split + the evaluation sets
 build.py       a trainer's pieces from the config: device, seeds, objective + flat layout, optimizer
 trainer.py     the training loop (standalone or with a gossip hook)
+overlap.py     gossip.overlap: a round in flight while training goes on; mix + local progress on landing
 outer_optimizer.py  DiLoCo's outer loop: Nesterov SGD on the pseudo-gradient start - mix (off by default)
 probe.py       representation diagnostics on a fixed probe batch (collapse std, A-MMD)
 evaluate.py    kNN and linear probe on frozen features

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from peer.atomic_file import replacing
+from peer.rundir import snapshot_path
 
 CHECKPOINT_VERSION = 1
 
@@ -58,6 +59,17 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     finally:
         os.close(dir_fd)
     return path
+
+
+def save_round_snapshot(
+    run_dir: Path, every: int, layout: Any, round: int, step: int, flat: torch.Tensor
+) -> Path | None:
+    """On ``eval.snapshot_every`` = ``every``'s schedule (0: never), atomically save the float32 params
+    published for ``round`` to :func:`peer.rundir.snapshot_path` (exact consensus in the analysis)."""
+    if not every or round % every:
+        return None
+    state = {"params": flat.float(), "fingerprint": layout.fingerprint, "round": round, "step": step}
+    return atomic_torch_save(state, snapshot_path(run_dir, round))
 
 
 def save_checkpoint(

@@ -142,6 +142,9 @@ class GossipConfig:
     compression: Literal["none", "int8", "topk"] = "none"
     topk_fraction: float = 0.01
     choco_gamma: float = 0.5
+    # keep training while a round's pulls and mix run; the mix lands with the local progress made
+    # meanwhile added (peer/overlap.py); off = training waits for each round
+    overlap: bool = False
 
     @property
     def pull_deadline_s(self) -> float:

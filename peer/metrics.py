@@ -145,6 +145,15 @@ def setup_cli_logging(verbose: bool) -> None:
     progress.propagate = False
 
 
+def round_record(result: MixResult, mode: str, *, compute_seconds: float, blocked_seconds: float) -> dict:
+    """A ``round`` record's fields: :func:`round_fields` and the gossip mode, or for a round that did
+    not mix only its ``error`` (the hook's ``failure``) and times."""
+    times = {"compute_seconds": compute_seconds, "blocked_seconds": blocked_seconds}
+    if result.failure is not None:
+        return {"error": result.failure, **times}
+    return {"mode": mode, **round_fields(result, **times)}
+
+
 def round_fields(result: MixResult, *, compute_seconds: float, blocked_seconds: float) -> dict[str, Any]:
     """The fields of a ``round`` record: the realised W row (self weight + each neighbour's weight,
     who answered), bytes, the time split and staleness.

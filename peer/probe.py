@@ -91,3 +91,13 @@ def embedding_a_mmd(z_local: torch.Tensor, z_neighbourhood: torch.Tensor) -> flo
     """A-MMD (docs/paper.md Eq. 6, :func:`peer.objectives.mar.a_mmd`) between two embedding sets, in
     float32 (measured: 2-3x faster than float64 at 256 x 64..192 on one CPU thread)."""
     return float(a_mmd(z_local.float(), z_neighbourhood.float()))
+
+
+def probe_record(z_local: torch.Tensor, z_mixed: torch.Tensor | None) -> dict[str, float | None]:
+    """The ``probe`` record's measures: collapse std of the local (pre-mix) and mixed embeddings and
+    their A-MMD (None without a mix)."""
+    return {
+        "collapse_std": collapse_std(z_local),
+        "collapse_std_mixed": collapse_std(z_mixed) if z_mixed is not None else None,
+        "a_mmd": embedding_a_mmd(z_local, z_mixed) if z_mixed is not None else None,
+    }

@@ -5,6 +5,7 @@ Read :meth:`Trainer.run` top to bottom::
     batch of the local share (seeded order per epoch) -> feature skew (if configured)
     -> objective.training_step -> backward -> optimizer step (AMP + GradScaler on CUDA)
     -> every `period` steps: flat params (+ MAR payload) -> hook.publish -> hook.mix().result()
+       (gossip.overlap: the mix stays in flight while training goes on, peer.overlap)
        -> the mix (then DiLoCo's outer step if enabled) into the model (+ z_global) -> log the round (on
        their schedules: a parameter snapshot and the probe-batch diagnostics before and after the mix,
        timed apart from the round and from the training-time budget) -> malloc_trim (if enabled)
@@ -49,10 +50,11 @@ from peer.config import Config, config_to_dict
 from peer.evaluate import EvalSettings, evaluate
 from peer.flat import FlatLayout
 from peer.local_data import LocalData, load_local_data
-from peer.metrics import MetricsWriter, RunningMean, format_progress, progress_logger, round_fields
+from peer.metrics import MetricsWriter, RunningMean, format_progress, progress_logger, round_record
 from peer.outer_optimizer import OuterOptimizer
-from peer.probe import ProbeBatch, collapse_std, embedding_a_mmd, probe_batch, probe_embeddings
-from peer.rundir import METRICS_FILE, checkpoint_path, snapshot_path
+from peer.overlap import RoundInFlight, with_local_progress
+from peer.probe import ProbeBatch, probe_batch, probe_embeddings, probe_record
+from peer.rundir import METRICS_FILE, checkpoint_path
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,8 @@ class Trainer:
         self.outer = OuterOptimizer(cfg.outer, layout, objective)  # a no-op unless outer.enabled
         self._stop = threading.Event()
         self._metrics = MetricsWriter(run_dir / METRICS_FILE, peer_id) if run_dir else None
-        self._flat_buf: torch.Tensor | None = None
+        self._flat_buf = torch.empty(layout.numel, dtype=torch.float32)  # reused for every publish
+        self._in_flight: RoundInFlight | None = None  # gossip.overlap: the round whose mix is under way
         self._compute_since_round = 0.0  # wall seconds of training steps since the last gossip round
         self._perm_epoch = -1
         self._perm: torch.Tensor | None = None
@@ -248,6 +251,8 @@ class Trainer:
             self._compute_since_round += time.perf_counter() - started
             if self.step % t.period == 0:
                 self._gossip_round()
+            elif self._in_flight is not None and self._in_flight.done():  # overlap: the mix landed
+                self._land_round(self._in_flight)
             diagnostics = self._diagnostics_seconds - diagnostics_before
             self._train_seconds += time.perf_counter() - started - diagnostics
             if self.step % t.log_every == 0:
@@ -260,6 +265,8 @@ class Trainer:
         return self._finish(final_eval)
 
     def _finish(self, final_eval: bool) -> dict:
+        if self._in_flight is not None:  # overlap: the last round's mix lands before the final eval
+            self._land_round(self._in_flight)
         summary: dict[str, Any] = {
             "peer": self.peer_id,
             "step": self.step,
@@ -319,44 +326,75 @@ class Trainer:
     def _gossip_round(self) -> None:
         """One gossip round: publish, mix with the neighbours, load the result, log the round.
 
+        With ``gossip.overlap`` the mix is left in flight and training goes on (:mod:`peer.overlap`):
+        it lands at the first step after it resolves, at the latest before the next round's publish.
         On their schedules the round also saves the published params as a snapshot and embeds the
         probe batch with the local model (before the mix is loaded) and with the mixed model; that
         time is counted as diagnostics, apart from the round's time split."""
+        if self._in_flight is not None:  # overlap: the previous round lands before the next publish
+            self._land_round(self._in_flight)
         round_ = self.round + 1
         compute_seconds, self._compute_since_round = self._compute_since_round, 0.0
         probing = self._probe is not None and round_ % self.cfg.eval.probe_every == 0
         if self.hook is None:  # standalone: a round is only a counter (and its probe)
             self._count_round(round_, probing)
             return
+        in_flight = self._start_round(round_, compute_seconds, probing)
+        if self.cfg.gossip.overlap:
+            self._in_flight = in_flight
+        else:
+            self._land_round(in_flight)
+
+    def _start_round(self, round_: int, compute_seconds: float, probing: bool) -> RoundInFlight:
+        """Publish this round's flat params (+ the objective's payload) and start the mix."""
         clock = time.perf_counter
         blocked_from = clock()
-        # publish: this round's flat params (+ the objective's payload) become our snapshot
-        flat = self.layout.flatten(self.objective, out=self._flat_buffer())
+        flat = self.layout.flatten(self.objective, out=self._flat_buf)
         self.hook.publish(flat, round=round_, embedding=self.objective.round_payload())
         # diagnostics (timed apart): the snapshot file, the probe under the local params
         diagnostics_from = clock()
-        self._save_snapshot(round_, flat)
+        if self.run_dir is not None:  # on eval.snapshot_every's schedule
+            every = self.cfg.eval.snapshot_every
+            ckpt.save_round_snapshot(self.run_dir, every, self.layout, round_, self.step, flat)
         probe_from = clock()
         z_local = self._embed_probe() if probing else None
         probe_seconds = clock() - probe_from
         diagnostics_seconds = clock() - diagnostics_from
         self._diagnostics_seconds += diagnostics_seconds
-        # mix: always resolves; a failed or late round keeps the local params and says why
-        result = self.hook.mix().result()
-        # load: the mix, through the outer step (a no-op when off), and the neighbourhood's target
-        landed, outer = self.outer.step(result.params if result.failure is None else flat)
-        if result.failure is None:
-            self._load_mix(result, round_, landed)
-        elif outer:  # a round that did not mix still takes its outer step
-            self.layout.load_(self.objective, landed)
-        self.round = round_
-        # log: the round record, then the probe under the mixed params
-        blocked_seconds = clock() - blocked_from - diagnostics_seconds
-        self._write_round(round_, result, compute_seconds, blocked_seconds, outer)
-        if z_local is not None:
-            probe_from = clock()
+        future = self.hook.mix()  # always resolves; a failed or late round says why in `failure`
+        blocked = clock() - blocked_from - diagnostics_seconds
+        return RoundInFlight(
+            round_, future, flat, self.step, compute_seconds, blocked, z_local, probe_seconds
+        )
+
+    def _land_round(self, in_flight: RoundInFlight) -> None:
+        """Load the round's mix (through the outer step; plus the local progress made meanwhile under
+        overlap), log the round, probe the mixed params on schedule."""
+        self._in_flight = None
+        clock = time.perf_counter
+        landed_from = clock()
+        result = in_flight.future.result()
+        mixed = result.params if result.failure is None else in_flight.published
+        landed, outer = self.outer.step(mixed)
+        if result.failure is None or outer:  # a round that did not mix still takes its outer step
+            if self.step > in_flight.step:
+                current = self.layout.flatten(self.objective)
+                landed = with_local_progress(landed, in_flight.published, current)
+            if result.failure is None:
+                self._load_mix(result, in_flight.round, landed)
+            else:
+                self.layout.load_(self.objective, landed)
+        self.round = in_flight.round
+        blocked_seconds = in_flight.blocked_seconds + clock() - landed_from
+        if self.cfg.gossip.overlap:
+            outer["overlap_steps"] = self.step - in_flight.step  # steps trained while it was in flight
+        times = {"compute_seconds": in_flight.compute_seconds, "blocked_seconds": blocked_seconds}
+        fields = round_record(result, self.cfg.gossip.mode, **times)
+        self._write("round", step=self.step, round=in_flight.round, **fields, **outer)
+        if in_flight.z_local is not None:
+            probe_from, z_local = clock(), in_flight.z_local
             z_mixed = self._embed_probe() if result.failure is None else None
-            self._write_probe(round_, z_local, z_mixed, probe_from, probe_seconds)
+            self._write_probe(in_flight.round, z_local, z_mixed, probe_from, in_flight.probe_seconds)
         release_free_memory()  # DSSL_MALLOC_TUNING=trim: the round's freed buffers leave RSS
 
     def _count_round(self, round_: int, probing: bool) -> None:
@@ -365,12 +403,6 @@ class Trainer:
         if probing:
             started = time.perf_counter()
             self._write_probe(round_, self._embed_probe(), None, started)
-
-    def _flat_buffer(self) -> torch.Tensor:
-        """The reused buffer the model is flattened into each round."""
-        if self._flat_buf is None:
-            self._flat_buf = torch.empty(self.layout.numel, dtype=torch.float32)
-        return self._flat_buf
 
     def _load_mix(self, result: MixResult, round_: int, params: torch.Tensor) -> None:
         """``params`` (the mix, after any outer step) into the model; the objective's target from the mix."""
@@ -392,14 +424,10 @@ class Trainer:
         started: float,
         earlier_seconds: float = 0.0,
     ) -> None:
-        """The ``probe`` record: collapse std of the local (pre-mix) and mixed embeddings and their
-        A-MMD (None without a mix). ``seconds`` = the probe's whole cost: ``earlier_seconds`` (the
-        pre-mix embedding, already counted as diagnostics time) plus the time since ``started``."""
-        record = {
-            "collapse_std": collapse_std(z_local),
-            "collapse_std_mixed": collapse_std(z_mixed) if z_mixed is not None else None,
-            "a_mmd": embedding_a_mmd(z_local, z_mixed) if z_mixed is not None else None,
-        }
+        """The ``probe`` record (:func:`peer.probe.probe_record`). ``seconds`` = the probe's whole cost:
+        ``earlier_seconds`` (the pre-mix embedding, already counted as diagnostics time) plus the
+        time since ``started``."""
+        record = probe_record(z_local, z_mixed)
         seconds = time.perf_counter() - started
         self._diagnostics_seconds += seconds
         self._write(
@@ -410,38 +438,6 @@ class Trainer:
             probe_size=self._probe.size,
             seconds=round(earlier_seconds + seconds, 4),
         )
-
-    def _save_snapshot(self, round: int, flat: torch.Tensor) -> Path | None:
-        """On ``eval.snapshot_every``'s schedule, atomically save the params published for ``round``
-        (float32) to :func:`peer.rundir.snapshot_path` (exact consensus in the analysis)."""
-        every = self.cfg.eval.snapshot_every
-        if self.run_dir is None or not every or round % every:
-            return None
-        state = {
-            "params": flat.float(),
-            "fingerprint": self.layout.fingerprint,
-            "round": round,
-            "step": self.step,
-        }
-        return ckpt.atomic_torch_save(state, snapshot_path(self.run_dir, round))
-
-    def _write_round(
-        self, round: int, result: MixResult, compute_seconds: float, blocked_seconds: float, outer: dict
-    ) -> None:
-        """The round's record (:func:`peer.metrics.round_fields`); a round that did not mix records
-        only its ``error`` (the hook's ``failure``) and times; ``outer``: the outer step's norms."""
-        if result.failure is not None:
-            fields = {
-                "error": result.failure,
-                "compute_seconds": compute_seconds,
-                "blocked_seconds": blocked_seconds,
-            }
-        else:
-            fields = {
-                "mode": self.cfg.gossip.mode,
-                **round_fields(result, compute_seconds=compute_seconds, blocked_seconds=blocked_seconds),
-            }
-        self._write("round", step=self.step, round=round, **fields, **outer)
 
     # ------------------------------------------------------------------ evaluation and logging
 

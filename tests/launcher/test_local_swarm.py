@@ -12,8 +12,9 @@ import torch
 
 from analysis.collect import collect
 from analysis.diagnostics import consensus_distance
+from launcher.spec import plan_from_dict
 from peer.rundir import FINAL_FILE, PARTITION_FILES, checkpoint_path
-from tests.launcher.swarm_util import reaped_swarm, rounds, tiny_plan, wait_for
+from tests.launcher.swarm_util import TINY, reaped_swarm, rounds, tiny_plan, wait_for
 
 pytestmark = [pytest.mark.swarm, pytest.mark.slow]
 
@@ -137,3 +138,23 @@ def test_consensus_distance_is_the_mean_squared_deviation():
     # execute / assert: mean (1, 0); each is 1 away -> (1 + 1) / 2
     assert consensus_distance([a, b]) == pytest.approx(1.0)
     assert consensus_distance([a, a, a]) == 0.0
+
+
+def test_overlapped_rounds_mix_every_neighbour_while_training_goes_on(tmp_path, reaper):
+    # prepare: 3 real peers with gossip.overlap; rounds every 2 steps, 12 steps
+    base = json.loads(json.dumps(TINY))
+    base["train"]["steps"] = 12
+    base["gossip"]["overlap"] = True
+    spec = {"swarm": {"id": "t-overlap", "ready_timeout_s": 120}, "base": base, "defaults": {"threads": 1}}
+    swarm = reaped_swarm(plan_from_dict(spec, size=3), tmp_path, reaper)
+    # execute
+    swarm.start()
+    codes = swarm.wait(timeout=150)
+    # assert: clean exits; all 6 rounds of every peer landed (the last one before the final
+    # evaluation), in order, each recording the steps trained while it was in flight
+    assert codes == {"p0": 0, "p1": 0, "p2": 0}, [swarm.run.log_path(p).read_text()[-2000:] for p in codes]
+    for peer_id in codes:
+        records = rounds(swarm.run.peer_dir(peer_id))
+        assert [r["round"] for r in records] == [1, 2, 3, 4, 5, 6], records
+        assert all(r["overlap_steps"] >= 0 and r["answered"] == 2 for r in records), records
+        assert all(r["step"] - 2 * r["round"] == r["overlap_steps"] for r in records), records
