@@ -19,9 +19,9 @@ failed / refused, the longest round vs the deadline and the RSS slope per peer, 
   non-answering one with weight ≠ 0). The gossip core writes a mix into a fresh buffer only after
   every pull ended, so the row is what was applied; the exact buffer-level check (known constant
   parameters) is tests/launcher/test_survival.py.
-* max_round_over_deadline: the longest pull phase of any round divided by the pull deadline.
-
-* rounds_past_deadline: rounds whose pulls took longer than the pull deadline (no grace).
+* max_round_over_deadline: the longest round (pulls + mix) divided by its pull deadline (under
+  ``--adaptive``, the largest of its neighbours' adaptive deadlines).
+* rounds_past_deadline: rounds whose pulls took longer than their pull deadline (no grace).
 * rejoin_rounds_max: after each restart, the rounds the restarted incarnation logged up to and
   including its first round in which a neighbour answered (1 = it mixed in its first round back);
   rejoin_failed: restarts whose incarnation never had such a round (e.g. it could not join).
@@ -147,6 +147,11 @@ def _swarm_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restart-after-s", type=float, default=2.0, help="a killed peer restarts after this")
     p.add_argument("--slow-peer", type=float, default=1.0, help="peer p1 is this many times slower")
     p.add_argument("--deadline-s", type=float, default=3.0, help="the pull deadline of every round")
+    p.add_argument(
+        "--adaptive",
+        action="store_true",
+        help="gossip.deadline_s: auto (a deadline per neighbour from its pull times; --deadline-s: the cap)",
+    )
     p.add_argument("--baseline", action="store_true", help="first run the same swarm without faults")
     p.add_argument(
         "--zygote",
@@ -166,7 +171,8 @@ def _swarm(args: argparse.Namespace, argv: list[str], name: str, zygote: Zygote 
     """The soak swarm's processes in a fresh run directory (nothing started yet)."""
     swarm = {"id": f"{name}-{args.seed}", "ready_timeout_s": 300, "stop_deadline_s": 30, "seed": args.seed}
     base = json.loads(json.dumps(BASE))
-    base["gossip"]["deadline_s"] = args.deadline_s
+    base["gossip"]["deadline_s"] = "auto" if args.adaptive else args.deadline_s
+    base["gossip"]["deadline_max_s"] = args.deadline_s  # the ceiling of adaptive deadlines
     slow = {1: {"slowdown": args.slow_peer}} if args.slow_peer > 1 and args.peers > 1 else {}
     spec = {"swarm": swarm, "base": base, "defaults": {"threads": 1}, "peers": slow}
     plan = with_fault_injection(plan_from_dict(spec, size=args.peers))  # churn includes transport faults
@@ -259,21 +265,32 @@ def rejoin_fields(rejoins: list[int | None]) -> str:
     )
 
 
+def round_deadline(record: dict, default: float) -> float:
+    """The pull deadline a round ran under: the largest of its neighbours' (``deadline_s: auto`` gives
+    each its own), else ``default`` (the fixed deadline)."""
+    limits = [n["deadline_s"] for n in record.get("neighbours") or [] if n.get("deadline_s")]
+    return max(limits, default=default)
+
+
 def _peer_tally(records: list[dict], deadline: float, grace_s: float) -> dict[str, float]:
-    """One peer's rounds: completed, over the deadline (or timed out), partial, pulls failed / refused."""
+    """One peer's rounds: completed, over the deadline (or timed out), partial, pulls failed / refused,
+    the longest round (seconds, and as a share of its own deadline)."""
     timeouts = [r for r in records if "error" in r]
     mixed = [r for r in records if "error" not in r]
     nbr = [n for r in mixed for n in r["neighbours"] if not n["answered"]]
     refused = sum(1 for n in nbr if (n.get("error") or "").startswith("refused"))
+    limit = {id(r): round_deadline(r, deadline) for r in mixed}
+    spans = [(r["pull_seconds"] + r["mix_seconds"], limit[id(r)]) for r in mixed]
     return {
         "completed": len(mixed),
         "timeouts": len(timeouts),
-        "over": len(timeouts) + sum(1 for r in mixed if r["pull_seconds"] > deadline + grace_s),
+        "over": len(timeouts) + sum(1 for r in mixed if r["pull_seconds"] > limit[id(r)] + grace_s),
         "partial": sum(1 for r in mixed if not complete_mix(r)),
         "failed": len(nbr) - refused,
         "refused": refused,
-        "longest": max((r["pull_seconds"] + r["mix_seconds"] for r in mixed), default=0.0),
-        "past": sum(1 for r in mixed if r["pull_seconds"] > deadline),
+        "longest": max((span for span, _ in spans), default=0.0),
+        "longest_ratio": max((span / cap for span, cap in spans), default=0.0),
+        "past": sum(1 for r in mixed if r["pull_seconds"] > limit[id(r)]),
     }
 
 
@@ -370,6 +387,7 @@ def _report(run: SoakRun, args: argparse.Namespace) -> dict[str, float]:
         for key in ("completed", "over", "partial", "failed", "refused", "past"):
             totals[key] += t[key]
         totals["longest"] = max(totals["longest"], t["longest"])
+        totals["longest_ratio"] = max(totals["longest_ratio"], t["longest_ratio"])
         fits = run.watch.slopes(args.min_fit_s, since, peer_id, args.warmup_s)
         print(
             f"soak: {peer_id}: {t['completed']} rounds, {t['timeouts']} failed, {t['past']} past deadline, "
@@ -435,7 +453,7 @@ def main(argv: list[str]) -> int:
         f"rounds_past_deadline={totals['past']:.0f} {rejoin_fields(rejoins)} "
         f"restart_to_round_s_max={max(latencies, default=0.0):.1f} "
         f"throughput_ratio={ratio:.3f} restart_cpu_share={startup_share:.3f} "
-        f"max_round_over_deadline={totals['longest'] / args.deadline_s:.3f} "
+        f"max_round_over_deadline={totals['longest_ratio']:.3f} "
         f"rss_slope_mb_per_h={totals['slope']:.1f} rss_slope_median={totals['slope_median']:.1f} "
         f"rss_fits={totals['slope_fits']:.0f} "
         f"baseline_rss_slope_mb_per_h={baseline['slope'] if baseline else float('nan'):.1f}",

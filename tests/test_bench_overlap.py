@@ -27,3 +27,12 @@ def test_throughput_sums_the_peers_images_per_second():
     assert throughput(finals) == pytest.approx(1500.0)
     with pytest.raises(ValueError, match="no peer finished"):
         throughput([])
+
+
+def test_the_slow_link_schedule_loads_and_throttles_both_peers():
+    from benchmarks.overlap_bench import SLOW_LINK
+    from launcher.fault_schedule import load_schedule
+
+    schedule = load_schedule(SLOW_LINK, ["p0", "p1"])
+    assert sorted(e.peer for e in schedule.events) == ["p0", "p1"]
+    assert all(e.action == "bandwidth" and e.params["bytes_per_s"] == 2_000_000 for e in schedule.events)
