@@ -56,6 +56,22 @@ def tiny_plan(size: int, swarm_id: str, steps: int | None, **swarm):
     )
 
 
+def churn_plan(size: int, swarm_id: str, **swarm):
+    """A plan of real peers that train until stopped, checkpoint every round and honour transport
+    faults: for fault-runner kills and restarts (``swarm``: extra swarm settings, e.g. zygote)."""
+    base = json.loads(json.dumps(TINY))
+    base["train"].update({"time_budget_s": 600.0, "checkpoint_every": 2})
+    base["gossip"]["fault_injection"] = True
+    return plan_from_dict(
+        {
+            "swarm": {"id": swarm_id, "ready_timeout_s": 120, "stop_deadline_s": 30, **swarm},
+            "base": base,
+            "defaults": {"threads": 1},
+        },
+        size=size,
+    )
+
+
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, poll_s: float = 0.3):
     """Poll ``predicate`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout

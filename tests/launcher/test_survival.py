@@ -6,7 +6,6 @@ launcher's fault runner (kill, restart from checkpoint, stop/resume)."""
 from __future__ import annotations
 
 import gc
-import json
 import random
 import signal
 import time
@@ -19,9 +18,8 @@ from gossip.node import GossipNode, NodeConfig
 from launcher.fault_control import write_control
 from launcher.fault_runner import FaultRunner
 from launcher.fault_schedule import schedule_from_dict
-from launcher.spec import plan_from_dict
 from peer.rundir import FAULT_CONTROL_FILE
-from tests.launcher.swarm_util import TINY, NodeSwarm, reaped_swarm, rounds, wait_for
+from tests.launcher.swarm_util import NodeSwarm, churn_plan, reaped_swarm, rounds, wait_for
 
 GRACE_S = 2.0  # a round may overrun its pull deadline by scheduling noise on 2 shared cores, no more
 
@@ -209,20 +207,6 @@ async def test_many_failed_rounds_do_not_grow_memory(tmp_path):
     assert rss[200] - rss[10] < 8 * 2**20, (rss[10], rss[200])
 
 
-def _trainer_plan(size: int) -> object:
-    base = json.loads(json.dumps(TINY))
-    base["train"].update({"time_budget_s": 600.0, "checkpoint_every": 2})
-    base["gossip"]["fault_injection"] = True  # the schedule throttles p2's link
-    return plan_from_dict(
-        {
-            "swarm": {"id": "t-survive", "ready_timeout_s": 120, "stop_deadline_s": 30},
-            "base": base,
-            "defaults": {"threads": 1},
-        },
-        size=size,
-    )
-
-
 # the victim serves slowly so its kill lands mid-transfer; killed at p0's round 4, restarted at 8
 TRAINER_SCHEDULE = {
     "seed": 3,
@@ -290,7 +274,7 @@ def _assert_survivors_went_on(dirs, deadline, killed, restarted, stopped_wall, r
 @pytest.mark.slow
 def test_trainer_swarm_survives_kill_restart_and_stop_under_the_fault_runner(tmp_path, reaper):
     # prepare: 4 real peers
-    plan = _trainer_plan(4)
+    plan = churn_plan(4, "t-survive")  # the schedule also throttles p2's link
     swarm = reaped_swarm(plan, tmp_path, reaper, peer_args=["--dht-ttl-s", "3", "--stop-deadline-s", "20"])
     dirs = {p.peer_id: swarm.run.peer_dir(p.peer_id) for p in plan.peers}
     deadline = plan.peers[0].config.gossip.deadline_s

@@ -4,7 +4,6 @@ from their checkpoint by the fault runner."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -17,7 +16,7 @@ from launcher.fault_schedule import schedule_from_dict
 from launcher.processes import PEER_COMMAND
 from launcher.zygote import check_request
 from launcher.zygote_client import ENTRY, Zygote, ZygoteError
-from tests.launcher.swarm_util import TINY, reaped_swarm, rounds, wait_for
+from tests.launcher.swarm_util import churn_plan, reaped_swarm, rounds, wait_for
 
 
 def _request(**changes) -> dict:
@@ -78,22 +77,6 @@ def test_forked_children_run_the_cli_and_their_exits_are_reported(tmp_path, reap
         zygote.spawn([*ENTRY, "--help"], dict(os.environ), log)
 
 
-def _plan_with_zygote(size: int):
-    from launcher.spec import plan_from_dict
-
-    base = json.loads(json.dumps(TINY))
-    base["train"].update({"time_budget_s": 600.0, "checkpoint_every": 2})
-    base["gossip"]["fault_injection"] = True
-    return plan_from_dict(
-        {
-            "swarm": {"id": "t-zygote", "ready_timeout_s": 120, "stop_deadline_s": 30, "zygote": True},
-            "base": base,
-            "defaults": {"threads": 1},
-        },
-        size=size,
-    )
-
-
 SCHEDULE = {
     "seed": 1,
     "events": [
@@ -107,7 +90,7 @@ SCHEDULE = {
 @pytest.mark.slow
 def test_a_swarm_of_forked_peers_trains_gossips_and_restarts_from_its_checkpoint(tmp_path, reaper):
     # prepare: 3 real peers, all forked from one zygote (swarm.zygote: true)
-    plan = _plan_with_zygote(3)
+    plan = churn_plan(3, "t-zygote", zygote=True)
     zygote = Zygote().start()
     swarm = reaped_swarm(plan, tmp_path, reaper, peer_args=["--dht-ttl-s", "3"], zygote=zygote)
     dirs = {p.peer_id: swarm.run.peer_dir(p.peer_id) for p in plan.peers}
