@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 120.0  # importing the peer's stack on a loaded host
 SPAWN_TIMEOUT_S = 30.0  # one fork and its answer
 STOP_TIMEOUT_S = 10.0
+POLL_S = 0.2  # how often a child whose zygote is gone is checked
+LOST_EXIT = -255  # the return code of a child that ended after its zygote: its real status is lost
 ZYGOTE_COMMAND = (sys.executable, "-m", "launcher.zygote")
 ENTRY = (sys.executable, "-m", "launcher.cli")  # the command prefix a zygote can run
 
@@ -34,26 +37,46 @@ class ZygoteError(RuntimeError):
     """The zygote could not start a peer (it died, timed out or refused)."""
 
 
+def running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
 class ZygoteChild:
-    """A peer forked by the zygote, seen like a ``subprocess.Popen`` (no pipes: stdin is None)."""
+    """A peer forked by the zygote, seen like a ``subprocess.Popen`` (no pipes: stdin is None).
+
+    Its exit code comes from the zygote. If the zygote itself is gone (``orphaned``), nobody can
+    report it: once the process no longer runs its return code is :data:`LOST_EXIT`, so nothing waits
+    forever on a child whose exit was never reported."""
 
     stdin = None
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, orphaned: threading.Event) -> None:
         self.pid = pid
         self.returncode: int | None = None
         self._exited = threading.Event()
+        self._orphaned = orphaned
 
     def _set_exit(self, code: int) -> None:
         self.returncode = code
         self._exited.set()
 
     def poll(self) -> int | None:
+        if self.returncode is None and self._orphaned.is_set() and not running(self.pid):
+            self._set_exit(LOST_EXIT)
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        if not self._exited.wait(timeout):
-            raise subprocess.TimeoutExpired(f"zygote child {self.pid}", timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            left = POLL_S if deadline is None else min(POLL_S, deadline - time.monotonic())
+            if left <= 0:
+                raise subprocess.TimeoutExpired(f"zygote child {self.pid}", timeout)
+            self._exited.wait(left)
         return self.returncode
 
 
@@ -69,6 +92,7 @@ class Zygote:
         self._lock = threading.Lock()  # the children map, shared with the reader thread
         self._spawn_lock = threading.Lock()  # one request at a time: answers come back in order
         self._early_exits: dict[int, int] = {}  # exits reported before the spawn answer was read
+        self._orphaned = threading.Event()  # set when the zygote's output ends (it exited)
 
     def start(self, timeout: float = READY_TIMEOUT_S) -> Zygote:
         """Start the zygote and wait until it has imported the stack."""
@@ -105,6 +129,7 @@ class Zygote:
                         child._set_exit(message["code"])
             else:
                 self._answers.put(message)
+        self._orphaned.set()
         self._answers.put({"error": "the zygote exited"})
 
     def _answer(self, timeout: float, what: str) -> dict:
@@ -137,7 +162,7 @@ class Zygote:
             answer = self._answer(SPAWN_TIMEOUT_S, "spawn")
         if "spawned" not in answer:
             raise ZygoteError(f"zygote refused: {answer.get('error', answer)}")
-        child = ZygoteChild(answer["spawned"])
+        child = ZygoteChild(answer["spawned"], self._orphaned)
         with self._lock:
             self.children[child.pid] = child
             if child.pid in self._early_exits:

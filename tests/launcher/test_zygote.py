@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from launcher.fault_runner import FaultRunner
 from launcher.fault_schedule import schedule_from_dict
 from launcher.processes import PEER_COMMAND
 from launcher.zygote import check_request
-from launcher.zygote_client import ENTRY, Zygote, ZygoteError
+from launcher.zygote_client import ENTRY, LOST_EXIT, Zygote, ZygoteChild, ZygoteError, running
 from tests.launcher.swarm_util import churn_plan, reaped_swarm, rounds, wait_for
 
 
@@ -125,3 +127,19 @@ def test_a_swarm_of_forked_peers_trains_gossips_and_restarts_from_its_checkpoint
     assert swarm.timeline.events("crashed") == []
     assert all(codes[p] in (0, 3) for p in dirs), codes
     assert tuple(PEER_COMMAND[:3]) == ENTRY  # what the launcher runs is what the zygote can run
+
+
+def test_a_child_whose_zygote_is_gone_ends_with_lost_exit_instead_of_blocking(tmp_path):
+    # prepare: a process that is nobody's child of ours (its parent shell exits at once), standing in
+    # for a peer whose zygote died; and one that has already ended
+    out = subprocess.run(["sh", "-c", "sleep 1 >/dev/null 2>&1 & echo $!"], capture_output=True, text=True)
+    orphaned = threading.Event()
+    child = ZygoteChild(int(out.stdout.strip()), orphaned)
+    # execute / assert: while the zygote lives, the child's exit can only come from it
+    assert child.poll() is None
+    orphaned.set()
+    assert child.poll() is None and running(child.pid)  # still sleeping
+    code = child.wait(timeout=30)
+    assert code == LOST_EXIT and child.poll() == LOST_EXIT
+    with pytest.raises(subprocess.TimeoutExpired):
+        ZygoteChild(os.getpid(), orphaned).wait(timeout=0.3)  # a process that runs on: a deadline
