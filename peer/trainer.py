@@ -94,7 +94,7 @@ class Trainer:
         self.outer = OuterOptimizer(cfg.outer, layout, objective)  # a no-op unless outer.enabled
         self._stop = threading.Event()
         self._metrics = MetricsWriter(run_dir / METRICS_FILE, peer_id) if run_dir else None
-        self._flat_buf = torch.empty(layout.numel, dtype=torch.float32)  # reused for every publish
+        self._flat_buf: torch.Tensor | None = None  # reused for every publish (none in standalone runs)
         self._in_flight: RoundInFlight | None = None  # gossip.overlap: the round whose mix is under way
         self._compute_since_round = 0.0  # wall seconds of training steps since the last gossip round
         self._perm_epoch = -1
@@ -349,6 +349,8 @@ class Trainer:
         """Publish this round's flat params (+ the objective's payload) and start the mix."""
         clock = time.perf_counter
         blocked_from = clock()
+        if self._flat_buf is None:
+            self._flat_buf = torch.empty(self.layout.numel, dtype=torch.float32)
         flat = self.layout.flatten(self.objective, out=self._flat_buf)
         self.hook.publish(flat, round=round_, embedding=self.objective.round_payload())
         # diagnostics (timed apart): the snapshot file, the probe under the local params
