@@ -38,6 +38,19 @@ failed / refused, the longest round vs the deadline and the RSS slope per peer, 
   (each incarnation of a restarted peer is fitted on its own); rss_slope_median and rss_fits: the
   median and the number of those fits; baseline_rss_slope_mb_per_h: the same maximum in the
   fault-free run, where every process lives the whole run.
+* rss_swarm_slope, rss_swarm_passes: the slope of the swarm's mean per-peer RSS (every peer's
+  process group, summed, over the peers) over the last ``--fit-last-min`` minutes, from the sampling
+  passes that found every peer alive. Under churn this is what churn does to memory: buffers,
+  channels or records that survivors keep for peers that died would raise it. A leak inside every
+  process cannot show there (kills reset it); it shows in the fault-free run, whose processes live
+  the whole run (baseline_rss_slope_mb_per_h, baseline_rss_swarm_slope).
+* rss_slope_pooled, rss_slope_pooled_ci, rss_pooled_windows: one RSS slope shared by every
+  incarnation with ``--pool-min-s`` seconds of samples in the same window (each with its own level;
+  ``benchmarks._soak_watch.pooled_slope``), its 95 % CI and how many incarnations it pools. Under
+  churn few processes live 20 minutes, and a slope fitted on a few minutes of one process is mostly
+  noise (a 3 MB jitter over 3 minutes reads as ±35 MB/h); the pooled slope uses all of them.
+  baseline_rss_slope_pooled: the same in the fault-free run. The samples are kept in the run
+  directory (``rss.jsonl``), so ``--report-only`` re-fits them.
 
 Peers run with the allocator setting ``--malloc`` of ``peer/allocator.py`` (``tuned``: fixed
 thresholds; ``trim``: glibc's defaults + ``malloc_trim`` once a round; ``default``: glibc's own).
@@ -70,7 +83,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from analysis.timeline import read_timeline  # noqa: E402
-from benchmarks._soak_watch import Watch  # noqa: E402
+from benchmarks._soak_watch import SAMPLES_FILE, Watch, pooled_slope  # noqa: E402
 from launcher.fault_control import with_fault_injection  # noqa: E402
 from launcher.fault_runner import FaultRunner  # noqa: E402
 from launcher.fault_schedule import FaultSchedule, generate_schedule, kill_schedule  # noqa: E402
@@ -129,6 +142,12 @@ def _parser() -> argparse.ArgumentParser:
         "--warmup-s", type=float, default=300.0, help="leave each process's first N s out of its RSS fit"
     )
     p.add_argument("--fit-last-min", type=float, default=20.0, help="fit RSS over the last N minutes")
+    p.add_argument(
+        "--pool-min-s",
+        type=float,
+        default=120.0,
+        help="the pooled RSS slope takes every incarnation with this long of samples after its warm-up",
+    )
     _swarm_options(p)
     p.add_argument(
         "--train-timeout-s", type=float, default=900.0, help="wait this long for every peer's first round"
@@ -348,7 +367,7 @@ def _run_swarm(swarm: SwarmProcesses, args: argparse.Namespace, name: str, fault
     )
     swarm.start()
     _wait_training(swarm, ids, args.train_timeout_s)
-    watch = Watch(ids)
+    watch = Watch(ids, samples_path=swarm.run.path / SAMPLES_FILE)
     runner = FaultRunner(swarm, schedule).start()
     started = time.time()
     try:
@@ -397,14 +416,11 @@ def _report(run: SoakRun, args: argparse.Namespace) -> dict[str, float]:
         )
     fired = [e["action"] for e in run.swarm.timeline.events("fault")]
     kinds = ", ".join(f"{a}={fired.count(a)}" for a in sorted(set(fired)))
-    slopes = run.watch.slopes(args.min_fit_s, since, warmup_s=args.warmup_s)
     stalled = stalls(run.swarm.run.path, run.watch.ids, args.stall_s)
     for peer_id, gap in stalled:
         print(f"soak: {peer_id} logged no round for {gap:.0f} s while not faulted", flush=True)
     totals["hangs"] = totals["over"] + len(stalled)
-    totals["slope"] = max(slopes) if slopes else float("nan")
-    totals["slope_median"] = float(np.median(slopes)) if slopes else float("nan")
-    totals["slope_fits"] = len(slopes)
+    totals.update(rss_totals(run.watch, run.ended, args))
     totals["images_per_s"] = images_per_s(run)
     print(
         f"soak: {len(fired)} faults injected ({kinds}); {totals['completed']:.0f} rounds; pulls failed "
@@ -415,8 +431,42 @@ def _report(run: SoakRun, args: argparse.Namespace) -> dict[str, float]:
     return totals
 
 
+def rss_totals(watch: Watch, ended: float, args: argparse.Namespace) -> dict[str, float]:
+    """The RSS slopes over the last ``--fit-last-min`` minutes before ``ended``: per incarnation
+    (those with ``--min-fit-s`` of samples after their warm-up: max, median, count) and pooled over
+    every incarnation with ``--pool-min-s`` of them (one shared slope, its 95 % CI, the count), and
+    of the swarm's mean per-peer RSS (``Watch.swarm_slope``)."""
+    since = ended - args.fit_last_min * 60.0
+    slopes = watch.slopes(args.min_fit_s, since, warmup_s=args.warmup_s)
+    windows = watch.windows(args.pool_min_s, since, warmup_s=args.warmup_s)
+    pooled, low, high = pooled_slope(windows)
+    swarm, passes = watch.swarm_slope(since)
+    return {
+        "swarm": swarm,
+        "swarm_passes": passes,
+        "slope": max(slopes) if slopes else float("nan"),
+        "slope_median": float(np.median(slopes)) if slopes else float("nan"),
+        "slope_fits": len(slopes),
+        "pooled": pooled,
+        "pooled_low": low,
+        "pooled_high": high,
+        "pooled_windows": len(windows),
+    }
+
+
+def rss_fields(totals: dict[str, float]) -> str:
+    """The RSS part of the RESULT line."""
+    return (
+        f"rss_swarm_slope={totals['swarm']:.1f} rss_swarm_passes={totals['swarm_passes']:.0f} "
+        f"rss_slope_pooled={totals['pooled']:.1f} rss_slope_pooled_ci=[{totals['pooled_low']:.1f},"
+        f"{totals['pooled_high']:.1f}] rss_pooled_windows={totals['pooled_windows']:.0f} "
+        f"rss_slope_mb_per_h={totals['slope']:.1f} rss_slope_median={totals['slope_median']:.1f} "
+        f"rss_fits={totals['slope_fits']:.0f}"
+    )
+
+
 def report_only(run_dir: Path, args: argparse.Namespace) -> None:
-    """What can be re-read from a finished run's files (no RSS samples, no baseline)."""
+    """What can be re-read from a finished run's files (RSS when its samples were saved; no baseline)."""
     ids = sorted(d.name for d in (run_dir / "peers").iterdir())
     tallies = [
         _peer_tally(
@@ -430,9 +480,20 @@ def report_only(run_dir: Path, args: argparse.Namespace) -> None:
         f"REREAD hangs={sum(t['over'] for t in tallies) + len(stalled)} stalls={len(stalled)} "
         f"partial_states={sum(t['partial'] for t in tallies)} "
         f"rounds_past_deadline={sum(t['past'] for t in tallies)} "
-        f"{rejoin_fields(rejoins)} restart_to_round_s_max={max(latencies, default=0.0):.1f}",
+        f"{rejoin_fields(rejoins)} restart_to_round_s_max={max(latencies, default=0.0):.1f}"
+        f"{_reread_rss(run_dir, ids, args)}",
         flush=True,
     )
+
+
+def _reread_rss(run_dir: Path, ids: list[str], args: argparse.Namespace) -> str:
+    """The RSS fields from the run's saved samples (runs from before they were saved: none)."""
+    path = run_dir / SAMPLES_FILE
+    if not path.exists():
+        return ""
+    watch = Watch.load(ids, path)
+    ended = max(s[-1][0] for s in watch.rss.values())
+    return " " + rss_fields(rss_totals(watch, ended, args))
 
 
 def main(argv: list[str]) -> int:
@@ -454,8 +515,9 @@ def main(argv: list[str]) -> int:
         f"restart_to_round_s_max={max(latencies, default=0.0):.1f} "
         f"throughput_ratio={ratio:.3f} restart_cpu_share={startup_share:.3f} "
         f"max_round_over_deadline={totals['longest_ratio']:.3f} "
-        f"rss_slope_mb_per_h={totals['slope']:.1f} rss_slope_median={totals['slope_median']:.1f} "
-        f"rss_fits={totals['slope_fits']:.0f} "
+        f"{rss_fields(totals)} "
+        f"baseline_rss_swarm_slope={baseline['swarm'] if baseline else float('nan'):.1f} "
+        f"baseline_rss_slope_pooled={baseline['pooled'] if baseline else float('nan'):.1f} "
         f"baseline_rss_slope_mb_per_h={baseline['slope'] if baseline else float('nan'):.1f}",
         flush=True,
     )

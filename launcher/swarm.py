@@ -448,7 +448,7 @@ def _describe(plan: SwarmPlan) -> str:
     c = plan.peers[0].config
     encoder = (
         f"ViT width {c.objective.embed_dim} depth {c.objective.depth}"
-        if c.objective.name in ("mae", "mar")
+        if c.objective.name in ("mae", "mar") or c.objective.backbone == "vit"
         else c.objective.backbone
     )
     return (
@@ -462,7 +462,7 @@ def demo_main(argv: list[str]) -> int:
     """``dssl demo``: the 4-peer Fashion-MNIST swarm of ``make demo``; last line is the RESULT line."""
     p = _parser(
         "dssl demo",
-        "4-peer swarm on Fashion-MNIST (Dirichlet 0.1, ring): kNN before/after, consensus, and the "
+        "4-peer swarm on Fashion-MNIST (3 classes per peer, ring): kNN before/after, consensus, and the "
         "same peers trained alone and centralised.",
         DEMO_SPEC,
         baselines=True,

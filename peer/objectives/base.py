@@ -23,7 +23,9 @@ class ObjectiveConfig:
     """Hyperparameters of all objectives; defaults are small-image (28–32 px) CPU settings."""
 
     name: str = "simsiam"  # "simsiam" | "mae" | "mar"
-    backbone: str = "resnet10t"  # timm model name of the SimSiam CNN (tests use "test_resnet")
+    # SimSiam's encoder: a timm model name (tests use "test_resnet"), or "vit": the ViT MAE builds
+    # from patch_size / embed_dim / depth / num_heads below (same-backbone comparisons)
+    backbone: str = "resnet10t"
     small_input: bool | str = "stock"  # CNN stem: "stock" (fastest on CPU) | "no_maxpool" | "cifar" | True
     img_size: int = 28  # input side in pixels (square images)
     in_chans: int = 1  # 1 = grey (Fashion-MNIST), 3 = RGB

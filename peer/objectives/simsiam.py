@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from peer.augment import SimSiamViews
-from peer.backbone import create_backbone
+from peer.backbone import create_backbone, create_vit
 from peer.objectives.base import Objective, ObjectiveConfig, StepOutput
 
 
@@ -48,8 +48,23 @@ def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return -F.cosine_similarity(p, z.detach(), dim=-1).mean()
 
 
+SAME_VIT = "vit"  # objective.backbone naming the ViT that MAE would build from the same config
+
+
+def simsiam_backbone(cfg: ObjectiveConfig) -> tuple[nn.Module, int]:
+    """The encoder SimSiam trains: ``cfg.backbone`` through timm, or with ``backbone: vit`` exactly
+    the ViT encoder MAE builds from the same config (``patch_size``, ``embed_dim``, ``depth``,
+    ``num_heads``; CLS features) — so CL and MIM can be compared on one backbone, as the paper's
+    Table 1 does."""
+    if cfg.backbone == SAME_VIT:
+        vit = create_vit(cfg.img_size, cfg.patch_size, cfg.in_chans, cfg.embed_dim, cfg.depth, cfg.num_heads)
+        return vit, int(vit.num_features)
+    return create_backbone(cfg.backbone, cfg.in_chans, cfg.img_size, small_input=cfg.small_input)
+
+
 class SimSiam(Objective):
-    """SimSiam on a timm CNN backbone; SGD by default (the paper's optimiser).
+    """SimSiam on a timm CNN backbone (or MAE's ViT: :func:`simsiam_backbone`); SGD by default (the
+    paper's optimiser).
 
     ``encode`` returns the backbone's pooled features (the paper evaluates the backbone, not the
     projector). Gossip averages all parameters: backbone, projector and predictor.
@@ -61,9 +76,7 @@ class SimSiam(Objective):
 
     def __init__(self, cfg: ObjectiveConfig) -> None:
         super().__init__(cfg)
-        self.backbone, self.feature_dim = create_backbone(
-            cfg.backbone, cfg.in_chans, cfg.img_size, small_input=cfg.small_input
-        )
+        self.backbone, self.feature_dim = simsiam_backbone(cfg)
         self.projector = projection_mlp(self.feature_dim, cfg.proj_hidden_dim, cfg.proj_dim)
         self.predictor = prediction_mlp(cfg.proj_dim, cfg.pred_dim)
         self.views = SimSiamViews()

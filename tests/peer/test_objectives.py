@@ -81,6 +81,21 @@ def test_loss_is_finite_and_decreases_on_a_fixed_batch(name):
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
 
 
+def test_simsiam_on_backbone_vit_trains_exactly_maes_encoder():
+    # prepare
+    simsiam, mae = tiny("simsiam", backbone="vit"), tiny("mae")
+    images = batch()
+    # execute
+    shapes = {k: v.shape for k, v in simsiam.backbone.state_dict().items()}
+    mae_shapes = {k: v.shape for k, v in mae.encoder.state_dict().items()}
+    out = simsiam.training_step(images)
+    out.loss.backward()
+    # assert: same parameter names and shapes, CLS features of MAE's width, gradients reach it
+    assert shapes == mae_shapes
+    assert simsiam.encode(images).shape == (16, TINY["embed_dim"])
+    assert simsiam.backbone.patch_embed.proj.weight.grad is not None
+
+
 def test_simsiam_loss_is_symmetric_in_its_views():
     model = tiny("simsiam")
     images = batch()
