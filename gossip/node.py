@@ -87,6 +87,8 @@ class GossipNode:
         self._store = service.store
         self.address = address  # host:port actually bound (or advertised)
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._addresses: dict[str, str] = {}  # peer id -> the address we last pulled it at
+        self._closing: set[asyncio.Task] = set()  # channels to addresses a peer left, closing
         self._receive_buffers: dict[str, torch.Tensor] = {}  # reused across rounds by mix()
         self.deadlines = PullDeadlines(config.pull_deadline_s, config.adaptive_deadline)
         self.budget = RoundBudget()  # the share of a deadline the pulls get (learns the host's lateness)
@@ -181,12 +183,34 @@ class GossipNode:
 
     # ---- pulling and mixing -----------------------------------------------------------------
 
-    def _channel(self, address: str) -> grpc.aio.Channel:
-        """One cached channel (one HTTP/2 connection) per neighbour address, reused across rounds."""
+    @property
+    def channel_addresses(self) -> tuple[str, ...]:
+        """The addresses we hold an open channel to."""
+        return tuple(self._channels)
+
+    def _channel(self, address: str, peer_id: str | None = None) -> grpc.aio.Channel:
+        """One cached channel (one HTTP/2 connection) per neighbour address, reused across rounds.
+
+        When ``peer_id`` was last pulled at another address (it restarted on a new port, or moved),
+        the channel to its old address is closed, unless another peer was pulled there since: under
+        churn a long-running peer would otherwise keep a channel to every address its neighbours
+        ever had."""
+        if peer_id is not None:
+            old = self._addresses.get(peer_id)
+            self._addresses[peer_id] = address
+            if old is not None and old != address and old not in self._addresses.values():
+                self._close_channel(old)
         channel = self._channels.get(address)
         if channel is None:
             channel = self._channels[address] = open_channel(address, self.config.tls)
         return channel
+
+    def _close_channel(self, address: str) -> None:
+        channel = self._channels.pop(address, None)
+        if channel is not None:
+            task = asyncio.get_running_loop().create_task(channel.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     def _pull_request(self, round: int) -> PullRequest:
         cfg = self.config
@@ -236,7 +260,7 @@ class GossipNode:
             replace(self._expectation(peer_id, round), **(expectation or {}))
         )
         deadline = self.deadlines.deadline(peer_id)  # fixed, or this neighbour's (gossip.adaptive_deadline)
-        channel = self._channel(address)
+        channel = self._channel(address, peer_id)
         request = replace(self._pull_request(round), **(request or {}))
         start = time.perf_counter()
         try:
@@ -420,6 +444,7 @@ class GossipNode:
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
+        await asyncio.gather(*self._closing, return_exceptions=True)
         self._receive_buffers.clear()
         self._spare = self._recycled = None
 

@@ -213,6 +213,33 @@ async def test_mix_with_an_unreachable_neighbour_renormalises():
         torch.testing.assert_close(result.params, xa * 2 / 3 + xb / 3)
 
 
+async def test_a_neighbour_that_moved_leaves_no_channel_to_its_old_address():
+    async with _nodes(_config("a"), _config("b"), _config("b"), _config("c")) as (a, b_old, b_new, c):
+        # prepare: "b" answered at one address; "c" is pulled too
+        for node in (b_old, b_new, c):
+            node.publish(torch.zeros(100), 0)
+        assert (await a.pull("b", b_old.address, 0)).error is None
+        assert (await a.pull("c", c.address, 0)).error is None
+        # execute: "b" restarted at another address
+        outcome = await a.pull("b", b_new.address, 0)
+        # assert: its old address's channel is gone, the others stay
+        assert outcome.error is None
+        assert sorted(a.channel_addresses) == sorted([b_new.address, c.address])
+
+
+async def test_a_channel_another_peer_now_uses_is_kept_when_its_old_owner_moves():
+    async with _nodes(_config("a"), _config("x"), _config("y")) as (a, x, y):
+        # prepare: "b" was at x's address, then "c" took that address (a freed port re-used)
+        x.publish(torch.zeros(100), 0)
+        y.publish(torch.zeros(100), 0)
+        await a.pull("b", x.address, 0)
+        await a.pull("c", x.address, 0)
+        # execute: "b" now answers at y's address
+        await a.pull("b", y.address, 0)
+        # assert: the channel "c" uses stays open
+        assert sorted(a.channel_addresses) == sorted([x.address, y.address])
+
+
 async def test_mix_requires_a_published_round_and_matching_ids():
     async with _nodes(_config("a")) as (a,):
         # execute / assert
