@@ -175,3 +175,39 @@ class Watch:
     ) -> list[float]:
         """RSS slopes (MB/h) of the incarnations :meth:`windows` selects, each fitted on its own."""
         return [slope_mb_per_h(w) for w in self.windows(min_fit_s, since, peer_id, warmup_s)]
+
+
+def rss_totals(
+    watch: Watch, ended: float, fit_s: float, min_fit_s: float, warmup_s: float, pool_min_s: float
+) -> dict[str, float]:
+    """The RSS slopes over the last ``fit_s`` seconds before ``ended``: per incarnation
+    (those with ``min_fit_s`` of samples after their warm-up: max, median, count) and pooled over
+    every incarnation with ``pool_min_s`` of them (one shared slope, its 95 % CI, the count), and
+    of the swarm's mean per-peer RSS (``Watch.swarm_slope``)."""
+    since = ended - fit_s
+    slopes = watch.slopes(min_fit_s, since, warmup_s=warmup_s)
+    windows = watch.windows(pool_min_s, since, warmup_s=warmup_s)
+    pooled, low, high = pooled_slope(windows)
+    swarm, passes = watch.swarm_slope(since)
+    return {
+        "swarm": swarm,
+        "swarm_passes": passes,
+        "slope": max(slopes) if slopes else float("nan"),
+        "slope_median": float(np.median(slopes)) if slopes else float("nan"),
+        "slope_fits": len(slopes),
+        "pooled": pooled,
+        "pooled_low": low,
+        "pooled_high": high,
+        "pooled_windows": len(windows),
+    }
+
+
+def rss_fields(totals: dict[str, float]) -> str:
+    """The RSS part of the RESULT line."""
+    return (
+        f"rss_swarm_slope={totals['swarm']:.1f} rss_swarm_passes={totals['swarm_passes']:.0f} "
+        f"rss_slope_pooled={totals['pooled']:.1f} rss_slope_pooled_ci=[{totals['pooled_low']:.1f},"
+        f"{totals['pooled_high']:.1f}] rss_pooled_windows={totals['pooled_windows']:.0f} "
+        f"rss_slope_mb_per_h={totals['slope']:.1f} rss_slope_median={totals['slope_median']:.1f} "
+        f"rss_fits={totals['slope_fits']:.0f}"
+    )

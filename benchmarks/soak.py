@@ -77,13 +77,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from analysis.timeline import read_timeline  # noqa: E402
-from benchmarks._soak_watch import SAMPLES_FILE, Watch, pooled_slope  # noqa: E402
+from benchmarks._soak_watch import SAMPLES_FILE, Watch, rss_fields, rss_totals  # noqa: E402
 from launcher.fault_control import with_fault_injection  # noqa: E402
 from launcher.fault_runner import FaultRunner  # noqa: E402
 from launcher.fault_schedule import FaultSchedule, generate_schedule, kill_schedule  # noqa: E402
@@ -420,7 +418,11 @@ def _report(run: SoakRun, args: argparse.Namespace) -> dict[str, float]:
     for peer_id, gap in stalled:
         print(f"soak: {peer_id} logged no round for {gap:.0f} s while not faulted", flush=True)
     totals["hangs"] = totals["over"] + len(stalled)
-    totals.update(rss_totals(run.watch, run.ended, args))
+    totals.update(
+        rss_totals(
+            run.watch, run.ended, args.fit_last_min * 60.0, args.min_fit_s, args.warmup_s, args.pool_min_s
+        )
+    )
     totals["images_per_s"] = images_per_s(run)
     print(
         f"soak: {len(fired)} faults injected ({kinds}); {totals['completed']:.0f} rounds; pulls failed "
@@ -429,40 +431,6 @@ def _report(run: SoakRun, args: argparse.Namespace) -> dict[str, float]:
         flush=True,
     )
     return totals
-
-
-def rss_totals(watch: Watch, ended: float, args: argparse.Namespace) -> dict[str, float]:
-    """The RSS slopes over the last ``--fit-last-min`` minutes before ``ended``: per incarnation
-    (those with ``--min-fit-s`` of samples after their warm-up: max, median, count) and pooled over
-    every incarnation with ``--pool-min-s`` of them (one shared slope, its 95 % CI, the count), and
-    of the swarm's mean per-peer RSS (``Watch.swarm_slope``)."""
-    since = ended - args.fit_last_min * 60.0
-    slopes = watch.slopes(args.min_fit_s, since, warmup_s=args.warmup_s)
-    windows = watch.windows(args.pool_min_s, since, warmup_s=args.warmup_s)
-    pooled, low, high = pooled_slope(windows)
-    swarm, passes = watch.swarm_slope(since)
-    return {
-        "swarm": swarm,
-        "swarm_passes": passes,
-        "slope": max(slopes) if slopes else float("nan"),
-        "slope_median": float(np.median(slopes)) if slopes else float("nan"),
-        "slope_fits": len(slopes),
-        "pooled": pooled,
-        "pooled_low": low,
-        "pooled_high": high,
-        "pooled_windows": len(windows),
-    }
-
-
-def rss_fields(totals: dict[str, float]) -> str:
-    """The RSS part of the RESULT line."""
-    return (
-        f"rss_swarm_slope={totals['swarm']:.1f} rss_swarm_passes={totals['swarm_passes']:.0f} "
-        f"rss_slope_pooled={totals['pooled']:.1f} rss_slope_pooled_ci=[{totals['pooled_low']:.1f},"
-        f"{totals['pooled_high']:.1f}] rss_pooled_windows={totals['pooled_windows']:.0f} "
-        f"rss_slope_mb_per_h={totals['slope']:.1f} rss_slope_median={totals['slope_median']:.1f} "
-        f"rss_fits={totals['slope_fits']:.0f}"
-    )
 
 
 def report_only(run_dir: Path, args: argparse.Namespace) -> None:
@@ -493,7 +461,9 @@ def _reread_rss(run_dir: Path, ids: list[str], args: argparse.Namespace) -> str:
         return ""
     watch = Watch.load(ids, path)
     ended = max(s[-1][0] for s in watch.rss.values())
-    return " " + rss_fields(rss_totals(watch, ended, args))
+    return " " + rss_fields(
+        rss_totals(watch, ended, args.fit_last_min * 60.0, args.min_fit_s, args.warmup_s, args.pool_min_s)
+    )
 
 
 def main(argv: list[str]) -> int:
