@@ -36,4 +36,7 @@ fi
     | grep -v "^WARNING: Location" || true
 "${pip[@]}" check
 "$VENV/bin/python" -c "import peer, timm, hivemind, grpc; print('setup: ok, torch', __import__('torch').__version__)"
+# the one-pass mixing kernel (gossip/fused_mix.c), built now rather than by the first gossip round
+"$VENV/bin/python" -c "from gossip import fused_mix; print('setup: mixing kernel', \
+    'compiled' if fused_mix.kernel() else 'unavailable (no C compiler): torch ops')"
 echo "$want" > "$VENV/.dssl-setup"

@@ -96,9 +96,7 @@ def weighted_average(
     # accumulate straight into ``out`` only when it is float32 and aliases no buffer read after the
     # first term; otherwise into a float32 scratch tensor that is copied into ``out`` at the end
     direct = (
-        out is not None
-        and out.dtype == torch.float32
-        and not any(_shares_memory(out, b) for b in buffers[1:])
+        out is not None and out.dtype == torch.float32 and not any(shares_memory(out, b) for b in buffers[1:])
     )
     acc = out if direct else torch.empty(shape, dtype=torch.float32, device=buffers[0].device)
     if buffers[0].dtype == torch.float32:
@@ -117,7 +115,7 @@ def weighted_average(
     return out.copy_(acc)
 
 
-def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+def shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
     """True when the two tensors are views of the same storage (conservative overlap test)."""
     return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
 

@@ -16,9 +16,11 @@ Where the time goes, and why the code is shaped so (measured on 2 shared cores, 
 
 * publish: one copy into the snapshot; the wire frames (per-chunk CRC-32 + protobuf framing) are
   built once in a worker thread right after, and every pull serves the same ``bytes`` (no copy);
-* receive: each 1 MiB chunk is CRC-checked (zlib, ~4 GB/s here) and copied into a per-neighbour
+* receive: each 1 MiB chunk is CRC-32C-checked (~11 GB/s here) and copied into a per-neighbour
   buffer reused across rounds; the verified prefix is mixed at once (``RoundMixer``), so mixing
-  overlaps the transfer instead of following it (cache-hot blocks, one pass over memory);
+  overlaps the transfer instead of following it; with equal neighbour weights screening, mix and
+  neighbour distance are one pass of a compiled kernel (``gossip.fused_mix``: 26 -> 16 ms per
+  44.6 MiB pull, measured);
 * a fresh 44.6 MiB result buffer costs ~11k page faults (measured 40-50 ms of CPU): results are
   written into a buffer pre-faulted at publish time, or into one the caller ``recycle``d.
 """

@@ -80,15 +80,9 @@ class AcceptancePolicy:
         self, peer: str, start: int, own: torch.Tensor, theirs: torch.Tensor, scratch: torch.Tensor
     ) -> str | None:
         """Check ``theirs`` = θ_j[start:start+n] against ``own`` = θ_i[same]; ``scratch``: float32, >= n."""
-        block_sq = _norm_sq(theirs, scratch)
-        if not math.isfinite(block_sq):
-            return f"non-finite values in elements [{start}, {start + theirs.numel()})"
-        total = self.norm_sq[peer] = self.norm_sq.get(peer, 0.0) + block_sq
-        if self._upper_sq is not None and total > self._upper_sq:
-            return (
-                f"norm jump: ||theirs|| > {math.sqrt(total):.4g} exceeds {self.config.max_norm_ratio:g} x "
-                f"||ours|| = {math.sqrt(self.own_norm_sq):.4g}"
-            )
+        reason = self.check_norm(peer, start, theirs.numel(), _norm_sq(theirs, scratch))
+        if reason is not None:
+            return reason
         if self._dist_sq is not None:
             diff = scratch[: own.numel()]
             if theirs.dtype == torch.float32:
@@ -101,6 +95,24 @@ class AcceptancePolicy:
                     f"distance jump: ||theirs - ours|| > {math.sqrt(dist):.4g} exceeds "
                     f"{self.config.max_distance_ratio:g} x ||ours|| = {math.sqrt(self.own_norm_sq):.4g}"
                 )
+        return None
+
+    @property
+    def needs_distance(self) -> bool:
+        """Whether ``check_block`` needs ||θ_j - θ_i|| per neighbour (the distance bound is on)."""
+        return self._dist_sq is not None
+
+    def check_norm(self, peer: str, start: int, count: int, block_sq: float) -> str | None:
+        """The norm rules for θ_j[start:start+count], given its ||·||² computed in float32 arithmetic
+        (NaN/Inf, or an overflowing square, make it non-finite)."""
+        if not math.isfinite(block_sq):
+            return f"non-finite values in elements [{start}, {start + count})"
+        total = self.norm_sq[peer] = self.norm_sq.get(peer, 0.0) + block_sq
+        if self._upper_sq is not None and total > self._upper_sq:
+            return (
+                f"norm jump: ||theirs|| > {math.sqrt(total):.4g} exceeds {self.config.max_norm_ratio:g} x "
+                f"||ours|| = {math.sqrt(self.own_norm_sq):.4g}"
+            )
         return None
 
     def check_complete(self, peer: str) -> str | None:

@@ -26,6 +26,7 @@ import torch
 
 from gossip import _grpc, mixing
 from gossip.node import GossipNode, NodeConfig
+from gossip.round_mixer import RoundMixer
 from protocol import gossip_pb2 as pb
 from protocol.frames import CHECKSUMS, MIN_CHUNK_BYTES, encode_data_frame, refusal_frame, status_name
 from protocol.payload import snapshot_payload
@@ -432,6 +433,15 @@ async def _mix_with_hostile(victim: GossipNode, hostile: Hostile, good: GossipNo
     return next(r for r in result.neighbours if r.peer_id == "evil"), result.params
 
 
+def _mixed_alone(own: torch.Tensor, theirs: torch.Tensor) -> torch.Tensor:
+    """What the victim's mix is when the honest neighbour alone answers (the bits a hostile one must
+    not change)."""
+    mixer = RoundMixer(own, 0.75, {"good": 0.25})
+    mixer.attach("good", theirs)
+    mixer.progress("good", 4 * theirs.numel())
+    return mixer.finish()[0]
+
+
 async def test_pulling_node_refuses_every_malformed_stream_and_mixes_only_honest_neighbours(caplog):
     rng = random.Random(SEED + 1)
     hostile = Hostile()
@@ -443,7 +453,8 @@ async def test_pulling_node_refuses_every_malformed_stream_and_mixes_only_honest
         own, theirs = torch.randn(N), torch.randn(N)
         victim.publish(own, 0)
         good.publish(theirs, 0)
-        honest_mix = mixing.weighted_average([own, theirs], [0.75, 0.25])
+        honest_mix = _mixed_alone(own, theirs)
+        torch.testing.assert_close(honest_mix, mixing.weighted_average([own, theirs], [0.75, 0.25]))
         rss_before = _rss()
         # execute
         failures = []

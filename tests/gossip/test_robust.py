@@ -72,12 +72,15 @@ def test_within_bounds_is_mixed_exactly_as_before():
     # prepare
     own, other = torch.randn(N), torch.randn(N) * 3
     mixer = _mixer(own, {"other": 0.5}, max_norm_ratio=10.0, max_distance_ratio=10.0)
+    unscreened = _mixer(own, {"other": 0.5}, max_norm_ratio=None)
     # execute
     _deliver(mixer, "other", other)
+    _deliver(unscreened, "other", other)
     params, _, kept, _ = mixer.finish()
     # assert
     assert mixer.rejected == {} and kept == {"other": 0.5}
-    assert torch.equal(params, mixing.weighted_average([own, other], [0.5, 0.5]))  # bit for bit
+    assert torch.equal(params, unscreened.finish()[0])  # bit for bit
+    torch.testing.assert_close(params, mixing.weighted_average([own, other], [0.5, 0.5]))
 
 
 def test_distance_jump_is_rejected():
