@@ -4,6 +4,7 @@ hook.py        the contract the trainer sees: publish(params, round) / mix() -> 
 node.py        GossipNode: serves the latest published snapshot, pulls neighbours concurrently, mixes
 node_config.py NodeConfig: every setting of a node, validated
 round_mixer.py RoundMixer: one round's weighted average / trimmed mean, mixed while chunks arrive
+fused_mix.py   the one-pass mixing kernel (fused_mix.c via ctypes, compiled on first use) or its absence
 snapshot.py    what a node serves: Identity, Snapshot (one immutable round + its wire frames), SnapshotStore
 service.py     gRPC server handlers (rpc_*)
 client.py      gRPC client calls (call_*), each with a deadline
