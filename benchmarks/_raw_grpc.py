@@ -5,7 +5,10 @@ server stream of 1 MiB raw-bytes messages (a generic handler with identity seria
 protobuf, no framing beyond gRPC's own). At "go" both pull each other at the same time; every
 chunk, as it arrives, is averaged straight into a preallocated result buffer
 (``out = (own + peer) * 0.5`` on that slice), so receiving and averaging overlap and the payload is
-never copied into an intermediate buffer.
+never copied into an intermediate buffer. Server and channel take the gossip transport's own gRPC
+options (``gossip._grpc``: 1 MiB HTTP/2 frames, BDP probing, message limits), so the ratio
+gossip / raw measures what our exchange adds on top of gRPC, never a transport setting the
+baseline lacks (grpcio's default is 16 KiB frames; docs/results.md "Gossip transport" has both).
 
 Choices, measured on the shared 2-core machine at load ≈ 1–2 (medians of 7–11 exchanges of
 44.6 MiB): grpc.aio 54–61 ms against sync grpc 59–65 ms; averaging chunk by chunk on arrival
@@ -37,16 +40,12 @@ if __package__ in (None, ""):  # run as a script: make the `benchmarks` package 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import SEEDS, make_buffer, time_pair  # noqa: E402
+from gossip._grpc import CHANNEL_OPTIONS, SERVER_OPTIONS  # noqa: E402
 
 RESNET18_FLOATS = 11_689_512  # timm resnet18 parameters (44.6 MiB as float32)
 CHUNK_BYTES = 1 << 20  # 1 MiB per stream message (docs/design.md §4: 256 KiB is 2x slower, 1-4 MiB equal)
 _SERVICE = "dssl.bench.Raw"
 _METHOD = f"/{_SERVICE}/Pull"
-_GRPC_OPTIONS = [
-    # One message is one chunk; allow up to 4 chunks so the limit never bites (default receive: 4 MiB).
-    ("grpc.max_send_message_length", 4 * CHUNK_BYTES),
-    ("grpc.max_receive_message_length", 4 * CHUNK_BYTES),
-]
 _PULL_DEADLINE_S = 60.0  # one whole pull; generous because the machine's cores are shared
 _CONNECT_DEADLINE_S = 30.0  # channel_ready on loopback
 _LOOP_CALL_TIMEOUT_S = 90.0  # any call into the side's event-loop thread
@@ -85,7 +84,7 @@ class RawGrpcSide:
         handler = grpc.method_handlers_generic_handler(
             _SERVICE, {"Pull": grpc.unary_stream_rpc_method_handler(self._serve_pull)}
         )
-        server = grpc.aio.server(handlers=[handler], options=_GRPC_OPTIONS)
+        server = grpc.aio.server(handlers=[handler], options=SERVER_OPTIONS)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         return server, port
@@ -102,7 +101,7 @@ class RawGrpcSide:
         self._call(self._open_channel(peer_address))
 
     async def _open_channel(self, peer_address: str) -> None:
-        self._channel = grpc.aio.insecure_channel(peer_address, options=_GRPC_OPTIONS)
+        self._channel = grpc.aio.insecure_channel(peer_address, options=CHANNEL_OPTIONS)
         await asyncio.wait_for(self._channel.channel_ready(), _CONNECT_DEADLINE_S)
         self._pull = self._channel.unary_stream(_METHOD)
 

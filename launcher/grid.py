@@ -256,16 +256,18 @@ def _fold(
 
 
 def _expand(base: dict[str, Any], grids: list, seeds: list[tuple[int, ...]], here: Path) -> list[SweepRun]:
-    """Union over grids of the product of their axes, times each grid's seeds. A run identical to an earlier
-    one (same overrides, size, faults and seed) is folded into it: it keeps the first name and
-    gains the later run's axis labels (so both grids' columns are filled) and its name as an alias."""
+    """Union over grids of the product of their axes, times each grid's seeds, ordered seed by seed (so
+    a sweep cut short holds every condition of its first seeds: complete pairs for the claims). A
+    run identical to an earlier one (same overrides, size, faults and seed) is folded into it: it
+    keeps the first name and gains the later run's axis labels (so both grids' columns are filled)
+    and its name as an alias."""
     runs: dict[str, dict] = {}  # identity -> run fields
     for axes, grid_seeds in zip(grids, seeds):
         for labels, merged, size, faults in _combinations(base, axes, here):
             for seed in grid_seeds:
                 _fold(runs, labels, merged, size, faults, seed)
     out: dict[str, SweepRun] = {}
-    for fields in runs.values():
+    for fields in sorted(runs.values(), key=lambda f: f["seed"]):
         run = SweepRun(**{**fields, "aliases": tuple(fields["aliases"])})
         if run.name in out:
             raise SpecError(

@@ -56,15 +56,16 @@ THREE_AXES = {
 }
 
 
-def test_grid_expands_to_the_union_of_products_times_seeds_in_label_order(tmp_path):
+def test_grid_expands_to_the_union_of_products_times_seeds_seed_by_seed(tmp_path):
     # prepare
     path = write_grid(tmp_path, json.loads(json.dumps(THREE_AXES)))
     # execute
     grid = load_grid(path)
-    # assert: product of grid 0 (2x2), union with grid 1 (2), each per seed, in file order
+    # assert: product of grid 0 (2x2), union with grid 1 (2), seed by seed, in file order
     names = [r.name for r in grid.runs]
     assert names == [
         f"{a},seed={s}"
+        for s in (0, 1)
         for a in (
             "method=simsiam,split=iid",
             "method=simsiam,split=dir0.1",
@@ -73,7 +74,6 @@ def test_grid_expands_to_the_union_of_products_times_seeds_in_label_order(tmp_pa
             "graph=ring",
             "graph=ring_faults",
         )
-        for s in (0, 1)
     ]
     assert grid.axes == ("method", "split", "graph")
     runs = {r.name: r for r in grid.runs}
