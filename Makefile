@@ -43,7 +43,7 @@ study: setup
 	$(VENV)/bin/dssl report runs/sweeps/claims --out docs/results
 
 # Claim 2 decided in the paper's regime at CPU scale: 16 peers, ring against full graph, 11 seeds
-# (22 swarm runs of ~7 min on 2 cores, resumable); report and claims.csv in docs/results/connectivity16.
+# (22 swarm runs of 7-13 min each on 2 cores, resumable); report and claims.csv in docs/results/connectivity16.
 study16: setup
 	-$(VENV)/bin/dssl sweep examples/study/connectivity16.yaml
 	$(VENV)/bin/dssl report runs/sweeps/connectivity16 --out docs/results/connectivity16
