@@ -22,6 +22,7 @@ mixing_effect.py accuracy drop from IID vs the realised spectral gap / consensus
 rank_correlation.py  Spearman's ρ with a Fisher-z 95 % CI (Bonett-Wright standard error)
 sweep_report.py  the report of a sweep: report.md with the tables, claims and plots
 cli.py           `dssl report RUN_DIR | SWEEP_DIR`: one command line for both reports
+ledger.py        `dssl claims STUDY_DIR...`: the studies' claims.csv stacked, one row of record per claim
 
 analysis depends on peer, gossip and protocol, never on launcher.
 """

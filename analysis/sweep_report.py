@@ -208,7 +208,7 @@ def _runs_table(sweep: Sweep, out: Path) -> list[str]:
 
 
 def _markdown(sweep: Sweep, plots: list[Plot], claims: list[ClaimResult] | None, out: Path) -> str:
-    lines = [f"# Robustness study: {sweep.path.name}", ""]
+    lines = [f"# Robustness study: {sweep.path.resolve().name}", ""]
     if sweep.grid.get("description"):
         lines += [str(sweep.grid["description"]).strip(), ""]
     lines += _summary(sweep, out) + _results_table(sweep) + _pays_table(sweep)

@@ -2,7 +2,7 @@
 
 Peer-side commands (train, peer, join, status) live in ``peer.cli``; swarm, demo and consensus in
 ``launcher.swarm``, sweep in ``launcher.sweep``, certs in ``launcher.certs``, report (a run or a
-sweep directory) in ``analysis``. ``dssl --help`` lists them with one line each.
+sweep directory) and the claims ledger in ``analysis``. ``dssl --help`` lists them with one line each.
 
 ``dssl status`` also accepts ``--run-dir RUN`` and reads the bootstrap multiaddr and swarm id from
 that run's ``peers/*/ready.json`` files before asking the DHT.
@@ -43,6 +43,10 @@ COMMANDS = {
     ),
     "report": Command(
         "Markdown report with plots of a run directory or a sweep directory", "analysis.cli:report_main"
+    ),
+    "claims": Command(
+        "stack several study reports' claims.csv into one ledger of the paper's claims",
+        "analysis.ledger:ledger_main",
     ),
     "consensus": Command(
         "evaluate the consensus model of a swarm run (kNN, linear, fine-tune)",
