@@ -4,6 +4,7 @@ It never starts a process; the launcher calls it after (or while) a swarm runs.
 
 diagnostics.py   swarm diagnostics of a run dir: realised W per round, spectral gap, connectivity,
                  exact consensus distance (final and per snapshot round), probe means
+consensus_distance.py  (1/N) Σ‖θ_i − θ̄‖² of flat buffers, and of the evaluated encoder alone
 baselines.py     does the swarm pay: each peer vs itself trained alone, θ̄, the centralised model (paired CIs)
 collect.py       results of a finished run: per-peer kNN, consensus distance, summary.json, RESULT line
 timeline.py      reading a run's timeline.jsonl (the launcher's event log)

@@ -15,8 +15,10 @@ matrix W of each round and reports the quantities of docs/paper.md §4 on it:
 and the exact consensus distance (1/N) Σ‖θ_i − θ̄‖², from the peers' ``final_params.pt`` at the
 end and, per round, from the parameter snapshots the peers save every ``eval.snapshot_every`` rounds
 (``peers/<id>/snapshots/round_<r>.pt``: the params each published for round r, before mixing;
-:func:`snapshot_consensus`). In sync mode round r is one logical moment of the swarm; in async
-mode the peers' round counters are not aligned and the per-round figure is approximate.
+:func:`snapshot_consensus`), and the encoder's own consensus distance at the end (its parameters
+only, from the final checkpoints: :mod:`analysis.consensus_distance`). In sync mode round r is
+one logical moment of the swarm; in async mode the peers' round counters are not aligned and the
+per-round figure is approximate.
 
 Representation diagnostics (:mod:`peer.probe`): each peer's ``probe`` records (collapse std of
 its embeddings of a shared probe batch, A-MMD to its neighbourhood's) are averaged over peers per
@@ -41,6 +43,7 @@ import networkx as nx
 import numpy as np
 import torch
 
+from analysis.consensus_distance import consensus_distance, encoder_consensus_distance
 from gossip.mixing import spectral_gap
 from gossip.topology import average_connectivity, harmonic_connectivity
 from peer.metrics import read_metrics
@@ -183,14 +186,6 @@ def round_diagnostics(round: int, records: list[dict]) -> RoundDiagnostics:
         time_first=min(times),
         time_last=max(times),
     )
-
-
-def consensus_distance(buffers: list[torch.Tensor]) -> float:
-    """(1/N) Σ_i ‖θ_i − θ̄‖² over equally shaped flat buffers (float64 accumulation)."""
-    if not buffers:
-        raise ValueError("no parameter buffers")
-    stacked = torch.stack([b.double().flatten() for b in buffers])
-    return float(((stacked - stacked.mean(dim=0)) ** 2).sum(dim=1).mean())
 
 
 def _load_params(path: Path) -> dict | None:
@@ -339,6 +334,7 @@ def collect_diagnostics(run_dir: str | Path) -> dict[str, Any]:
         "peers": sorted(per_peer),
         "rounds": [asdict(r) for r in rounds],
         "consensus_distance_exact": exact_consensus_distance(run_dir),
+        "encoder_consensus_distance": encoder_consensus_distance(run_dir),
         "consensus_exact_rounds": exact,
         "spectral_gap_mean": _mean(gaps),
         "spectral_gap_min": min(gaps) if gaps else None,

@@ -51,6 +51,7 @@ RESULT_COLUMNS_TAIL = (
     "knn_init_mean",
     "linear_mean",
     "consensus_distance",
+    "encoder_consensus_distance",
     "spectral_gap_mean",
     "spectral_gap_min",
     "average_connectivity_mean",
@@ -74,6 +75,7 @@ _FLOAT_COLUMNS = {
     "knn_init_mean",
     "linear_mean",
     "consensus_distance",
+    "encoder_consensus_distance",
     "spectral_gap_mean",
     "spectral_gap_min",
     "average_connectivity_mean",
@@ -85,6 +87,7 @@ _FLOAT_COLUMNS = {
 }
 _MANIFEST_COLUMNS = ("objective", "partition", "topology", "peers", "steps", "period", "wall_s", "run_dir")
 _DIAGNOSTIC_COLUMNS = (
+    "encoder_consensus_distance",
     "spectral_gap_mean",
     "spectral_gap_min",
     "average_connectivity_mean",

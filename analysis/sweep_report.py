@@ -82,6 +82,7 @@ def _results_table(sweep: Sweep) -> list[str]:
         ("\\|Ā\\|", "average_connectivity_mean", ".3g", 1),
         ("spectral gap", "spectral_gap_mean", ".3g", 1),
         ("consensus dist.", "consensus_distance", ".3g", 1),
+        ("encoder dist.", "encoder_consensus_distance", ".3g", 1),
         ("MB sent", "bytes_out_total", ".4g", 1e-6),
         ("wall s", "wall_s", ".4g", 1),
     ]

@@ -8,12 +8,13 @@ Sweep directory::
       grid.yaml                     the grid file as given
       sweep.json                    axis and run order of the grid last run
       results.csv                   one row per run (analysis.results), rewritten after every run
-      runs/<run name>/run.json      the run's manifest: status pending|running|complete|failed ...
+      runs/<run name>/run.json      the run's manifest: status pending|running|complete|failed|interrupted
       runs/<run name>/<ts>-<swarm>/ the swarm run directory of each attempt (launcher.swarm)
 
 Everything (every run's plan, data directory and fault schedule) is checked before the first run
 starts. A run is complete when every peer exited 0 and every peer left its final results; complete
-runs are skipped when the sweep is started again, running (crashed) or failed ones are re-run.
+runs are skipped when the sweep is started again, running (crashed), failed
+and interrupted (Ctrl-C) ones are re-run.
 """
 
 from __future__ import annotations
@@ -295,7 +296,8 @@ def _execute(
         log.exception("sweep run %s failed", run.name)
         error = f"{type(exc).__name__}: {exc}"
     wall_s = round(time.monotonic() - started, 1)
-    manifest.update(status="failed" if error else "complete", error=error, finished=_utc(), wall_s=wall_s)
+    status = "interrupted" if interrupted else "failed" if error else "complete"
+    manifest.update(status=status, error=error, finished=_utc(), wall_s=wall_s)
     write_manifest(sweep_dir, manifest)
     return interrupted, knn
 
@@ -345,11 +347,11 @@ def run_sweep(
     results = write_results(grid.sweep_dir)
     counts = {
         s: sum(1 for r in selected if manifests[r.name]["status"] == s)
-        for s in ("complete", "failed", "running", "pending")
+        for s in ("complete", "failed", "interrupted", "running", "pending")
     }
     short = sum(1 for r in selected if manifests[r.name].get("follow_ups"))  # θ̄ / baselines missing
     parts = [f"{counts['complete']} complete", f"{counts['failed']} failed"]
-    parts += [f"{counts[s]} {s}" for s in ("running", "pending") if counts[s]]
+    parts += [f"{counts[s]} {s}" for s in ("interrupted", "running", "pending") if counts[s]]
     parts += [f"{short} without their consensus model / baselines"] if short else []
     print(f"dssl sweep: {len(selected)} runs: {', '.join(parts)}; results {results}", flush=True)
     if status:

@@ -71,12 +71,14 @@ class Objective(nn.Module, abc.ABC):
     """Base class: one SSL method, its model, and its optimiser defaults.
 
     Subclasses set the class attributes ``default_optimizer``, ``default_lr`` and
-    ``default_weight_decay``; the properties below resolve them against the config.
+    ``default_weight_decay``, which the properties below resolve against the config, and
+    ``encoder_attr``, the submodule :meth:`encode` runs.
     """
 
     default_optimizer: str = "sgd"
     default_lr: float = 0.05
     default_weight_decay: float = 5e-4
+    encoder_attr: str = ""  # the submodule that encode() runs (see encoder_parameter_names)
 
     def __init__(self, cfg: ObjectiveConfig) -> None:
         super().__init__()
@@ -104,6 +106,14 @@ class Objective(nn.Module, abc.ABC):
     @abc.abstractmethod
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Frozen features ``[B, D]`` for kNN / linear probe (caller sets eval mode and no_grad)."""
+
+    def encoder_parameter_names(self) -> list[str]:
+        """State-dict names of the parameters :meth:`encode` computes with (the evaluated encoder,
+        without heads / decoder): the submodule named by the class attribute ``encoder_attr``."""
+        if not self.encoder_attr:
+            raise NotImplementedError(f"{type(self).__name__} does not name its encoder (encoder_attr)")
+        module = getattr(self, self.encoder_attr)
+        return [f"{self.encoder_attr}.{name}" for name, _ in module.named_parameters()]
 
     def gossip_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """Named parameters averaged with neighbours. Default: all of them — the paper averages the

@@ -61,6 +61,7 @@ class MAE(Objective):
     default_optimizer = "adamw"
     default_lr = 1e-3  # not tuned yet; MAE: 1.5e-4 * batch/256 + 40-epoch warm-up, paper code 7.5e-5
     default_weight_decay = 0.05  # MAE pre-training
+    encoder_attr = "encoder"
 
     def __init__(self, cfg: ObjectiveConfig) -> None:
         super().__init__(cfg)

@@ -73,6 +73,7 @@ class SimSiam(Objective):
     default_optimizer = "sgd"
     default_lr = 0.05  # SimSiam's base lr (the paper scales it by batch / 256)
     default_weight_decay = 5e-4  # SimSiam's CIFAR-10 setting (ImageNet: 1e-4)
+    encoder_attr = "backbone"
 
     def __init__(self, cfg: ObjectiveConfig) -> None:
         super().__init__(cfg)

@@ -333,7 +333,7 @@ def test_only_and_stop_on_failure_select_and_stop(tmp_path, capsys):
         run_sweep(grid, only=["nothing"], runner=runner)
 
 
-def test_ctrl_c_during_a_run_marks_it_failed_writes_results_and_exits_130(tmp_path, capsys):
+def test_ctrl_c_during_a_run_marks_it_interrupted_writes_results_and_exits_130(tmp_path, capsys):
     # prepare: the runner gets Ctrl-C while its SignalForwarder is active, as run_swarm does
     grid = load_grid(write_grid(tmp_path, TWO_BY_TWO))
     inner = FakeRunner()
@@ -353,9 +353,10 @@ def test_ctrl_c_during_a_run_marks_it_failed_writes_results_and_exits_130(tmp_pa
     # assert
     assert code == 130 and len(calls) == 1
     manifest = read_manifest(grid, grid.runs[0].name)
-    assert manifest["status"] == "failed" and manifest["error"] == "interrupted"
+    assert manifest["status"] == "interrupted" and manifest["error"] == "interrupted"
     assert "interrupted after" in out
-    assert [r["status"] for r in read_results(grid.sweep_dir)] == ["failed", "pending", "pending", "pending"]
+    assert [r["status"] for r in read_results(grid.sweep_dir)] == ["interrupted", "pending", "pending", "pending"]
+    assert "1 interrupted" in out
 
 
 def test_a_runner_that_raises_fails_its_run_and_the_sweep_goes_on(tmp_path):
