@@ -355,7 +355,8 @@ def test_ctrl_c_during_a_run_marks_it_interrupted_writes_results_and_exits_130(t
     manifest = read_manifest(grid, grid.runs[0].name)
     assert manifest["status"] == "interrupted" and manifest["error"] == "interrupted"
     assert "interrupted after" in out
-    assert [r["status"] for r in read_results(grid.sweep_dir)] == ["interrupted", "pending", "pending", "pending"]
+    statuses = [r["status"] for r in read_results(grid.sweep_dir)]
+    assert statuses == ["interrupted", "pending", "pending", "pending"]
     assert "1 interrupted" in out
 
 
