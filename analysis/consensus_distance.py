@@ -4,7 +4,7 @@ The run's consensus distance (1/N) Σ_i ‖θ_i − θ̄‖² is taken over ever
 heads or decoder, and (BN policy ``average``) BatchNorm running statistics. Those statistics are
 not learned and their scale is the features' variance, so they can dominate it: in a 16-peer
 SimSiam-ViT run 90 % of a distance of 795 was one BatchNorm ``running_var`` of the predictor, and
-the encoder's parameters contributed 0.05 % (docs/results.md). The encoder's own distance is the
+the encoder's parameters contributed 0.04 % (docs/results.md). The encoder's own distance is the
 one that relates to what kNN, linear probe and θ̄ evaluate, so the reports carry it beside the total.
 """
 
