@@ -5,7 +5,9 @@ heads or decoder, and (BN policy ``average``) BatchNorm running statistics. Thos
 not learned and their scale is the features' variance, so they can dominate it: in a 16-peer
 SimSiam-ViT run 90 % of a distance of 795 was one BatchNorm ``running_var`` of the predictor, and
 the encoder's parameters contributed 0.04 % (docs/results.md). The encoder's own distance is the
-one that relates to what kNN, linear probe and θ̄ evaluate, so the reports carry it beside the total.
+one that relates to what kNN, linear probe and θ̄ evaluate, so the reports carry it beside the total:
+at the end from the final checkpoints, and per round from the parameter snapshots (the encoder's
+slices of the published flat buffer, :func:`encoder_slices`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from pathlib import Path
 import torch
 
 from peer import objectives
-from peer.config import ConfigError
+from peer.config import ConfigError, load_config
 from peer.consensus import ConsensusError, consensus_config, live_peer_dirs, load_peer
+from peer.flat import FlatLayout
+from peer.rundir import CONFIG_FILE, PEERS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -46,3 +50,26 @@ def encoder_consensus_distance(run_dir: str | Path) -> float | None:
         log.warning("no encoder consensus distance for %s: the peers' encoders differ in size", run_dir)
         return None
     return consensus_distance(buffers)
+
+
+def encoder_slices(run_dir: str | Path) -> tuple[str, list[slice]] | None:
+    """Where the encoder's parameters lie in the flat buffer the peers publish (and snapshot):
+    (that layout's fingerprint, its slices), rebuilt from the first peer's resolved config; None
+    when no peer left a readable one. Compare the fingerprint with a snapshot's before using them."""
+    for config_path in sorted(Path(run_dir).glob(f"{PEERS_DIR}/*/{CONFIG_FILE}")):
+        try:
+            cfg = load_config(config_path)
+            objective = objectives.build(cfg.objective)
+            layout = FlatLayout.from_module(objective, cfg.train.bn_policy)
+            names = set(objective.encoder_parameter_names())
+        except (ConfigError, OSError, KeyError, RuntimeError, ValueError, NotImplementedError) as exc:
+            log.warning("no encoder layout from %s: %s", config_path, exc)
+            continue
+        slices = [slice(e.offset, e.offset + e.numel) for e in layout.entries if e.name in names]
+        return layout.fingerprint, slices
+    return None
+
+
+def encoder_part(flat: torch.Tensor, slices: list[slice]) -> torch.Tensor:
+    """The encoder's parameters out of a flat buffer, in layout order."""
+    return torch.cat([flat[s] for s in slices])

@@ -43,7 +43,12 @@ import networkx as nx
 import numpy as np
 import torch
 
-from analysis.consensus_distance import consensus_distance, encoder_consensus_distance
+from analysis.consensus_distance import (
+    consensus_distance,
+    encoder_consensus_distance,
+    encoder_part,
+    encoder_slices,
+)
 from gossip.mixing import spectral_gap
 from gossip.topology import average_connectivity, harmonic_connectivity
 from peer.metrics import read_metrics
@@ -78,6 +83,7 @@ ROUNDS_CSV_FIELDS = (
     "time_first",
     "time_last",
     "consensus_distance_exact",
+    "encoder_consensus_distance_exact",
     "collapse_std_mean",
     "a_mmd_mean",
 )
@@ -105,6 +111,7 @@ class RoundDiagnostics:
     time_first: float  # unix time of the first / last peer's record of this round
     time_last: float
     consensus_distance_exact: float | None = None  # from the peers' snapshots of this round (if any)
+    encoder_consensus_distance_exact: float | None = None  # the same over the encoder's parameters only
     collapse_std_mean: float | None = None  # mean over the peers' probe records of this round
     a_mmd_mean: float | None = None
 
@@ -216,17 +223,21 @@ def exact_consensus_distance(run_dir: Path) -> float | None:
 
 
 def snapshot_consensus(run_dir: str | Path) -> list[dict]:
-    """Exact consensus distance per snapshot round: ``[{round, peers, peer_ids, consensus_distance}]``.
+    """Exact consensus distance per snapshot round: ``[{round, peers, peer_ids, consensus_distance,
+    encoder_consensus_distance}]``.
 
     Reads ``peers/<id>/snapshots/round_<r>.pt`` (the params peer <id> published for round r). A round
     counts when at least two peers saved a readable snapshot with the same layout fingerprint and
-    size; if layouts differ, the largest agreeing group is used. Rounds in ascending order."""
+    size; if layouts differ, the largest agreeing group is used. The encoder's distance is over its
+    slices of the buffer (None when the peers' configs do not rebuild that layout). Rounds in
+    ascending order."""
     paths: dict[int, dict[str, Path]] = {}
     for path in sorted(Path(run_dir).glob(f"{PEERS_DIR}/*/{SNAPSHOT_DIR}/*.pt")):
         rnd = snapshot_round(path)
         if rnd is not None:
             paths.setdefault(rnd, {})[path.parent.parent.name] = path
     result = []
+    encoder = encoder_slices(run_dir) if paths else None
     for rnd in sorted(paths):
         groups: dict[tuple[Any, int], dict[str, torch.Tensor]] = {}
         for peer, path in sorted(paths[rnd].items()):
@@ -234,14 +245,21 @@ def snapshot_consensus(run_dir: str | Path) -> list[dict]:
             if saved is not None:
                 key = (saved.get("fingerprint"), saved["params"].numel())
                 groups.setdefault(key, {})[peer] = saved["params"]
-        best = max(groups.values(), key=len, default={})
+        key, best = max(groups.items(), key=lambda item: len(item[1]), default=(None, {}))
         if len(best) >= 2:
+            buffers = list(best.values())
+            on_encoder = encoder is not None and key[0] == encoder[0]
             result.append(
                 {
                     "round": rnd,
                     "peers": len(best),
                     "peer_ids": sorted(best),
-                    "consensus_distance": consensus_distance(list(best.values())),
+                    "consensus_distance": consensus_distance(buffers),
+                    "encoder_consensus_distance": (
+                        consensus_distance([encoder_part(b, encoder[1]) for b in buffers])
+                        if on_encoder
+                        else None
+                    ),
                 }
             )
     return result
@@ -317,12 +335,13 @@ def collect_diagnostics(run_dir: str | Path) -> dict[str, Any]:
             if r.get("kind") == "round" and r.get("round") is not None:
                 by_round.setdefault(int(r["round"]), []).append(r)
     exact = snapshot_consensus(run_dir)
-    exact_by_round = {e["round"]: e["consensus_distance"] for e in exact}
+    exact_by_round = {e["round"]: e for e in exact}
     probes = _probe_means(per_peer)
     rounds = [
         replace(
             round_diagnostics(k, by_round[k]),
-            consensus_distance_exact=exact_by_round.get(k),
+            consensus_distance_exact=exact_by_round.get(k, {}).get("consensus_distance"),
+            encoder_consensus_distance_exact=exact_by_round.get(k, {}).get("encoder_consensus_distance"),
             collapse_std_mean=probes.get(k, {}).get("collapse_std"),
             a_mmd_mean=probes.get(k, {}).get("a_mmd"),
         )

@@ -47,17 +47,20 @@ def plot_consensus(sweep: Sweep, path: Path) -> Plot:
     runs, what = _runs_by_condition(sweep)
     if not runs:
         return None, "consensus over rounds skipped: no complete run has a rounds.csv."
-    has_exact = any(
-        r.get("consensus_distance_exact") is not None
-        for rs in runs.values()
-        for run in rs
-        for r in read_rounds(run)
-    )
+    rows = [r for rs in runs.values() for run in rs for r in read_rounds(run)]
     panels = [
         ("neighbour_distance_mean", "mean ‖θᵢ − nbr mean‖²", "Consensus proxy (mean neighbour distance)")
     ]
-    if has_exact:
+    if any(r.get("consensus_distance_exact") is not None for r in rows):
         panels.append(("consensus_distance_exact", "(1/N) Σ‖θᵢ − θ̄‖²", "Exact consensus distance"))
+    if any(r.get("encoder_consensus_distance_exact") is not None for r in rows):
+        panels.append(
+            (
+                "encoder_consensus_distance_exact",
+                "(1/N) Σ‖eᵢ − ē‖²",
+                "Exact consensus distance of the encoder",
+            )
+        )
     panels.append(("spectral_gap", "1 − |λ₂(W)|", "Spectral gap of the realised W"))
     fig, axes = plt.subplots(len(panels), 1, figsize=(10, 3 * len(panels)), sharex=True)
     colours = palette(len(runs))

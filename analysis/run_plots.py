@@ -53,6 +53,18 @@ def _exact_panel(ax: plt.Axes, exact: list[dict], events: list[dict]) -> None:
         color="tab:purple",
         label="(1/N) Σ‖θ_i − θ̄‖² of the published params",
     )
+    encoder = [(e["round"], e.get("encoder_consensus_distance")) for e in exact]
+    encoder = [(r, v) for r, v in encoder if v is not None]
+    if encoder:
+        ax.plot(
+            *zip(*encoder),
+            linestyle="none",
+            marker="o",
+            markersize=5,
+            color="tab:green",
+            label="the same over the encoder's parameters only",
+        )
+        values = values + [v for _, v in encoder]
     log_if_positive(ax, values)
     ax.set(ylabel="(1/N) Σ‖θ_i − θ̄‖²", title="Exact consensus distance (parameter snapshots, pre-mix)")
     ax.grid(alpha=0.3)

@@ -72,7 +72,11 @@ def _fmt(value: Any, spec: str = ".4g") -> str:
 def _exact_rounds_line(diag: dict) -> str:
     """Summary line: how many snapshot rounds have an exact consensus distance, and the last one."""
     exact = diag.get("consensus_exact_rounds") or []
-    last = f" (last: round {exact[-1]['round']}, {_fmt(exact[-1]['consensus_distance'])})" if exact else ""
+    if not exact:
+        return f"* exact consensus distance from parameter snapshots: {len(exact)} snapshot rounds"
+    encoder = exact[-1].get("encoder_consensus_distance")
+    of_encoder = "" if encoder is None else f"; of the encoder: {_fmt(encoder)}"
+    last = f" (last: round {exact[-1]['round']}, {_fmt(exact[-1]['consensus_distance'])}{of_encoder})"
     return f"* exact consensus distance from parameter snapshots: {len(exact)} snapshot rounds{last}"
 
 

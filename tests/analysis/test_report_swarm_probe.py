@@ -42,6 +42,9 @@ def test_two_peer_swarm_logs_probes_and_snapshots_every_round(tmp_path, reaper):
     exact = diag["consensus_exact_rounds"]
     assert [e["round"] for e in exact] == [1, 2, 3, 4, 5, 6] and all(e["peers"] == 2 for e in exact)
     assert all(e["consensus_distance"] > 0 for e in exact)  # pre-mix: the local steps moved them apart
+    # the encoder's share: positive, below the total (heads and BN statistics travel too)
+    assert all(0 < e["encoder_consensus_distance"] < e["consensus_distance"] for e in exact)
+    assert all(r["encoder_consensus_distance_exact"] is not None for r in diag["rounds"])
     # two peers, Metropolis weights 1/2: each one's neighbour distance is 4x the exact consensus distance
     for r in diag["rounds"]:
         assert r["neighbour_distance_mean"] == pytest.approx(4 * r["consensus_distance_exact"], rel=1e-3)
