@@ -49,6 +49,7 @@ from analysis.consensus_distance import (
     encoder_part,
     encoder_slices,
 )
+from analysis.learning_curve import knn_curve, last_quarter_gain
 from gossip.mixing import spectral_gap
 from gossip.topology import average_connectivity, harmonic_connectivity
 from peer.metrics import read_metrics
@@ -348,6 +349,7 @@ def collect_diagnostics(run_dir: str | Path) -> dict[str, Any]:
         for k in sorted(by_round)
     ]
     gaps = [r.spectral_gap for r in rounds if r.spectral_gap is not None]
+    curve = knn_curve(per_peer)
     return {
         "run_dir": str(run_dir),
         "peers": sorted(per_peer),
@@ -362,6 +364,8 @@ def collect_diagnostics(run_dir: str | Path) -> dict[str, Any]:
         "bytes_out_total": sum(r.bytes_out for r in rounds),
         "collapse_std_mean": _last_probe_mean(per_peer, "collapse_std"),  # both read by the sweep runner
         "a_mmd_mean": _last_probe_mean(per_peer, "a_mmd"),
+        "knn_curve": curve,  # mean kNN over peers at each periodic evaluation (analysis.learning_curve)
+        "knn_last_quarter_gain": last_quarter_gain(curve),
         "per_peer": {peer: _peer_series(records) for peer, records in per_peer.items()},
     }
 

@@ -60,6 +60,7 @@ RESULT_COLUMNS_TAIL = (
     "rounds_min",
     "collapse_std_mean",
     "a_mmd_mean",
+    "knn_last_quarter_gain",
     *BASELINE_COLUMNS,
     "wall_s",
     "run_dir",
@@ -82,6 +83,7 @@ _FLOAT_COLUMNS = {
     "harmonic_connectivity_mean",
     "collapse_std_mean",
     "a_mmd_mean",
+    "knn_last_quarter_gain",
     *BASELINE_COLUMNS,
     "wall_s",
 }
@@ -95,6 +97,7 @@ _DIAGNOSTIC_COLUMNS = (
     "bytes_out_total",
     "collapse_std_mean",
     "a_mmd_mean",
+    "knn_last_quarter_gain",
 )
 
 

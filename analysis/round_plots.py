@@ -1,5 +1,6 @@
-"""The sweep report's plots over gossip rounds: consensus and spectral gap per condition, and each
-fault condition's run beside the same seed's fault-free run, its fault events marked.
+"""The sweep report's plots over training: consensus and spectral gap per condition, the learning
+curves (periodic kNN) per condition, and each fault condition's run beside the same seed's
+fault-free run, its fault events marked.
 """
 
 from __future__ import annotations
@@ -78,6 +79,38 @@ def plot_consensus(sweep: Sweep, path: Path) -> Plot:
     axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     return save(fig, path), (
         f"Consensus and the realised spectral gap over rounds, one line per {what} (mean over its runs)."
+    )
+
+
+def _knn_curve(run: Path) -> list[dict]:
+    path = run / DIAGNOSTICS_FILE
+    if not path.is_file():
+        return []
+    return json.loads(path.read_text(encoding="utf-8")).get("knn_curve") or []
+
+
+def plot_learning_curves(sweep: Sweep, path: Path) -> Plot:
+    """Mean periodic kNN over the peers against the training step, one line per condition (mean over
+    its runs), from each run's ``knn_curve`` (train.eval_every)."""
+    curves: dict[str, dict[int, list[float]]] = {}
+    for row in sweep.complete:
+        run = sweep.run_dir(row)
+        for point in _knn_curve(run) if run is not None else []:
+            curves.setdefault(sweep.condition(row), {}).setdefault(point["step"], []).append(
+                point["knn_mean"]
+            )
+    if not curves:
+        return None, "learning curves skipped: no complete run evaluated on a schedule (train.eval_every)."
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for (name, points), colour in zip(sorted(curves.items()), palette(len(curves))):
+        steps = sorted(points)
+        ax.plot(steps, [np.mean(points[s]) for s in steps], marker="o", color=colour, label=name)
+    ax.set(xlabel="training step", ylabel="kNN accuracy (curve test set)", title="Learning curves")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return save(fig, path), (
+        "Learning curves: the peers' mean kNN at each periodic evaluation (a fixed subset of the test "
+        "set), one line per condition, mean over its runs; a flat end means the runs plateaued."
     )
 
 

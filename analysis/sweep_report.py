@@ -34,7 +34,7 @@ from pathlib import Path
 from analysis.claims import ClaimResult, complete_rows, evaluate_claims, load_claims, write_claims_csv
 from analysis.mixing_effect import plot_drop_vs_mixing
 from analysis.power import describe_protocol
-from analysis.round_plots import plot_consensus, plot_faults
+from analysis.round_plots import plot_consensus, plot_faults, plot_learning_curves
 from analysis.sweep_dir import METRIC, Sweep, as_float, group_by, load_sweep, per_seed, pm
 from analysis.sweep_plots import (
     Plot,
@@ -83,6 +83,7 @@ def _results_table(sweep: Sweep) -> list[str]:
         ("spectral gap", "spectral_gap_mean", ".3g", 1),
         ("consensus dist.", "consensus_distance", ".3g", 1),
         ("encoder dist.", "encoder_consensus_distance", ".3g", 1),
+        ("kNN gain, last ¼ (pts)", "knn_last_quarter_gain", ".2g", 100),
         ("MB sent", "bytes_out_total", ".4g", 1e-6),
         ("wall s", "wall_s", ".4g", 1),
     ]
@@ -246,6 +247,7 @@ def write_study_report(sweep_dir: str | Path, out_dir: str | Path | None = None)
         plot_drop(sweep, out / "report_drop.png"),
         plot_accuracy_vs_connectivity(sweep, out / "report_connectivity.png"),
         plot_consensus(sweep, out / "report_consensus.png"),
+        plot_learning_curves(sweep, out / "report_learning_curves.png"),
         plot_bytes(sweep, out / "report_bytes.png"),
         plot_drop_vs_mixing(sweep, out / "report_drop_vs_mixing.png"),
         *plot_faults(sweep, out),

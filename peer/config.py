@@ -79,6 +79,9 @@ class EvalConfig:
     linear_lr: float = 0.01  # Adam learning rate of the probe
     own_distribution: bool = True  # also score on test samples re-drawn to this peer's label histogram
     at_start: bool = True  # evaluate the random-init encoder before training (the baseline)
+    # Periodic evaluations (train.eval_every) are learning-curve points: kNN only, on this many test
+    # images (a seeded subset, the same at every point); 0 = full evaluations like the final one
+    curve_test_images: int = 2000
     # Representation diagnostics (peer.probe): collapse std and A-MMD on a fixed test-image batch
     probe_every: int = 5  # gossip rounds between probes (0 = off)
     probe_size: int = 256  # probe images, drawn seeded by data.seed from the test set (same on every peer)
@@ -91,7 +94,7 @@ class EvalConfig:
     finetune_batch_size: int = 64  # images per fine-tuning step
 
     def __post_init__(self) -> None:
-        for key in ("probe_every", "snapshot_every", "finetune_images"):
+        for key in ("probe_every", "snapshot_every", "finetune_images", "curve_test_images"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"eval.{key}: expected >= 0 (0 = off), got {getattr(self, key)}")
         if self.probe_size < 2:

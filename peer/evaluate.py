@@ -182,6 +182,25 @@ class EvalSettings:
         return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
 
 
+def knn_point(
+    objective: nn.Module,
+    bank: Any,
+    test: Any,
+    settings: EvalSettings,
+    device: str | torch.device = "cpu",
+    num_classes: int | None = None,
+) -> dict[str, float]:
+    """One learning-curve point: kNN accuracy alone (no probe), on ``test`` (a subset); a fraction of
+    :func:`evaluate`'s cost, so a run can afford several. Returns {"knn", "test_size"}."""
+    train_f, train_y = extract_features(objective, bank, settings.batch_size, device)
+    test_f, test_y = extract_features(objective, test, settings.batch_size, device)
+    num_classes = num_classes or int(max(train_y.max(), test_y.max())) + 1
+    knn = knn_accuracy(
+        train_f, train_y, test_f, test_y, settings.knn_k, settings.knn_temperature, num_classes
+    )
+    return {"knn": knn, "test_size": len(test_y)}
+
+
 def evaluate(
     objective: nn.Module,
     bank: Any,

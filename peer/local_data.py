@@ -28,6 +28,7 @@ class LocalData:
     bank: Any | None  # labelled global training subset for kNN / probe (None: no evaluation)
     test: Any | None  # global test subset
     own_test_idx: np.ndarray | None  # indices into test matching this peer's label histogram
+    curve_test: Any | None = None  # test subset of the learning-curve points (None: full evaluations)
     num_classes: int
     report: dict | None = None  # partition report (when the data was partitioned here)
 
@@ -76,11 +77,20 @@ def load_local_data(cfg: Config, with_eval: bool = True) -> LocalData:
         d.test_limit,
         d.seed + 104729,
     )
+    curve = (
+        _limit(test, cfg.eval.curve_test_images, d.seed + 15485863) if cfg.eval.curve_test_images else None
+    )
     own = None
     if cfg.eval.own_distribution:
         own = own_distribution_indices(
             np.asarray(test.labels), np.asarray(train.labels), full.num_classes, seed=d.seed + d.peer_index
         )
     return LocalData(
-        train=train, bank=bank, test=test, own_test_idx=own, num_classes=full.num_classes, report=report
+        train=train,
+        bank=bank,
+        test=test,
+        own_test_idx=own,
+        num_classes=full.num_classes,
+        report=report,
+        curve_test=curve,
     )

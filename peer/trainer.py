@@ -47,7 +47,7 @@ from peer.build import (
     seed_everything,
 )
 from peer.config import Config, config_to_dict
-from peer.evaluate import EvalSettings, evaluate
+from peer.evaluate import EvalSettings, evaluate, knn_point
 from peer.flat import FlatLayout
 from peer.local_data import LocalData, load_local_data
 from peer.metrics import MetricsWriter, RunningMean, format_progress, progress_logger, round_record
@@ -444,20 +444,27 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation and logging
 
     def evaluate(self, tag: str = "manual") -> dict:
-        """kNN + linear probe on the global and own-distribution test sets (frozen features)."""
-        if self.data.bank is None or self.data.test is None:
+        """kNN + linear probe on the global and own-distribution test sets (frozen features); a
+        periodic one is a learning-curve point (kNN on ``eval.curve_test_images``) when configured."""
+        data = self.data
+        if data.bank is None or data.test is None:
             raise ValueError("this trainer was built without evaluation data (with_eval=False)")
         settings = EvalSettings.from_config(self.cfg.eval)
         started = time.perf_counter()
-        result = evaluate(
-            self.objective,
-            self.data.bank,
-            self.data.test,
-            self.data.own_test_idx,
-            settings,
-            self.device,
-            self.data.num_classes,
-        )
+        if tag == "periodic" and data.curve_test is not None:
+            result = knn_point(
+                self.objective, data.bank, data.curve_test, settings, self.device, data.num_classes
+            )
+        else:
+            result = evaluate(
+                self.objective,
+                data.bank,
+                data.test,
+                data.own_test_idx,
+                settings,
+                self.device,
+                data.num_classes,
+            )
         result["seconds"] = round(time.perf_counter() - started, 3)
         self.last_eval = result
         self._write("eval", step=self.step, round=self.round, tag=tag, **result)

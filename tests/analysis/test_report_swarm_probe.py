@@ -1,6 +1,6 @@
-"""A real 2-peer swarm (processes, gRPC on 127.0.0.1, real Fashion-MNIST) with a probe and a parameter
-snapshot every round: diagnostics.json carries the exact per-round consensus and the probe values,
-and the report draws them."""
+"""A real 2-peer swarm (processes, gRPC on 127.0.0.1, real Fashion-MNIST) with a probe, a parameter
+snapshot every round and two learning-curve points: diagnostics.json carries the exact per-round
+consensus, the probe values and the curve, and the report draws them."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ pytestmark = [pytest.mark.swarm, pytest.mark.slow]
 def test_two_peer_swarm_logs_probes_and_snapshots_every_round(tmp_path, reaper):
     # prepare: the shared tiny real-data config, 12 steps = 6 rounds, probe + snapshot every round
     base = json.loads(json.dumps(TINY))
-    base["train"]["steps"] = 12
-    base["eval"].update({"probe_every": 1, "snapshot_every": 1})
+    base["train"].update({"steps": 12, "eval_every": 6})  # learning-curve points at steps 6 and 12
+    base["eval"].update({"probe_every": 1, "snapshot_every": 1, "curve_test_images": 40})
     plan = plan_from_dict(
         {
             "swarm": {"id": "t-probe", "ready_timeout_s": 120, "stop_deadline_s": 30},
@@ -53,5 +53,7 @@ def test_two_peer_swarm_logs_probes_and_snapshots_every_round(tmp_path, reaper):
         assert [p["round"] for p in probes] == [1, 2, 3, 4, 5, 6]
         assert all(p["collapse_std"] > 0 and p["a_mmd"] is not None for p in probes)
     assert diag["collapse_std_mean"] > 0 and diag["a_mmd_mean"] is not None
+    assert [(p["step"], p["peers"]) for p in diag["knn_curve"]] == [(6, 2), (12, 2)]
+    assert diag["knn_last_quarter_gain"] is not None
     text = report.read_text()
     assert "](report_representation.png)" in text and "6 snapshot rounds" in text

@@ -66,7 +66,10 @@ def _write_run(run: Path, gap: float, knn: float, faulty: bool) -> None:
         p: {"evals": [{"round": 0, "knn": 0.3}, {"round": 5, "knn": knn + 0.01 * i}], "rounds": []}
         for i, p in enumerate(("p0", "p1", "p2", "p3"))
     }
-    (run / "diagnostics.json").write_text(json.dumps({"rounds": rounds, "per_peer": per_peer}))
+    curve = [{"step": 20, "knn_mean": 0.5, "peers": 4}, {"step": 50, "knn_mean": knn, "peers": 4}]
+    (run / "diagnostics.json").write_text(
+        json.dumps({"rounds": rounds, "per_peer": per_peer, "knn_curve": curve})
+    )
     events = [{"t": T0, "t_rel": 0.0, "event": "spawned", "peer": "p0"}]
     if faulty:
         events.append({"t": T0 + 25, "t_rel": 25.0, "event": "fault", "peer": "p2", "action": "kill"})
@@ -161,6 +164,7 @@ def test_study_report_writes_every_plot_the_claims_and_links(tmp_path, capsys):
         "report_drop.png",
         "report_connectivity.png",
         "report_consensus.png",
+        "report_learning_curves.png",
         "report_bytes.png",
         "report_drop_vs_mixing.png",
         "report_faults_1.png",
@@ -220,6 +224,7 @@ def test_missing_data_skips_plots_with_a_reason(tmp_path):
     for name in (
         "report_connectivity.png",
         "report_consensus.png",
+        "report_learning_curves.png",
         "report_bytes.png",
         "report_faults_1.png",
     ):
@@ -227,6 +232,7 @@ def test_missing_data_skips_plots_with_a_reason(tmp_path):
     for reason in (
         "accuracy vs |Ā| skipped",
         "consensus over rounds skipped: no complete run has a rounds.csv",
+        "learning curves skipped: no complete run evaluated on a schedule",
         "bytes vs accuracy skipped",
         "fault timelines skipped",
     ):

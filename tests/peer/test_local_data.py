@@ -47,3 +47,23 @@ def test_a_cap_picks_the_same_images_as_before_and_no_cap_keeps_the_share():
     pick = np.sort(np.random.default_rng(5 + 1 + 1).choice(5, size=3, replace=False))
     assert np.array_equal(picked, parts[1][pick])
     assert np.array_equal(whole, parts[1])
+
+
+def test_the_learning_curve_test_set_is_a_fixed_subset_of_the_test_set():
+    # prepare: two peers of one swarm, and a config that turns curve points off
+    def cfg(index: int, curve: int):
+        return config_from_dict(
+            {
+                "data": {"dataset": "fashion-mnist", "num_peers": 2, "peer_index": index, "train_limit": 20},
+                "eval": {"bank_limit": 50, "curve_test_images": curve, "own_distribution": False},
+            }
+        )
+
+    # execute
+    p0, p1, off = load_local_data(cfg(0, 300)), load_local_data(cfg(1, 300)), load_local_data(cfg(0, 0))
+    # assert: 300 of the 10,000 test images, the same on every peer; None when off
+    assert len(p0.test.labels) == 10_000 and len(p0.curve_test.labels) == 300
+    assert torch.equal(p0.curve_test.images, p1.curve_test.images)
+    rows = {bytes(img.numpy()) for img in p0.test.images}
+    assert all(bytes(img.numpy()) in rows for img in p0.curve_test.images[:20])
+    assert len(set(p0.curve_test.labels.tolist())) == 10 and off.curve_test is None

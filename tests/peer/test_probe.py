@@ -122,7 +122,9 @@ def test_probe_embeddings_are_the_eval_mode_features_and_restore_train_mode():
     assert math.isfinite(collapse_std(z))
 
 
-@pytest.mark.parametrize("key,value", [("probe_every", -1), ("snapshot_every", -2), ("probe_size", 1)])
+@pytest.mark.parametrize(
+    "key,value", [("probe_every", -1), ("snapshot_every", -2), ("probe_size", 1), ("curve_test_images", -5)]
+)
 def test_bad_probe_and_snapshot_settings_are_rejected(key, value):
     with pytest.raises(ConfigError, match=f"eval.{key}"):
         config_from_dict({"eval": {key: value}})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -98,6 +99,23 @@ def test_standalone_counts_rounds_and_evaluates(tmp_path):
     assert [e["tag"] for e in evals] == ["init", "periodic", "periodic", "final"]
     assert {"knn", "linear", "knn_own", "linear_own"} <= set(summary["eval"])
     assert 0.0 <= summary["eval"]["knn"] <= 1.0 and summary["round"] == 2
+
+
+def test_periodic_evaluations_are_knn_curve_points_on_the_curve_test_set(tmp_path):
+    # prepare: a curve test set of 8 of the 32 test images
+    data = tiny_data()
+    data.curve_test = data.test.subset(np.arange(8))
+    trainer = Trainer.create(
+        tiny_config("simsiam", steps=4, period=2, eval_every=2), run_dir=tmp_path, data=data
+    )
+    # execute
+    trainer.run()
+    # assert: the periodic points are kNN on 8 images, the final evaluation the full one
+    evals = {e["tag"] + str(e["step"]): e for e in read_metrics(tmp_path / "metrics.jsonl", kind="eval")}
+    for key in ("periodic2", "periodic4"):
+        assert evals[key]["test_size"] == 8 and 0.0 <= evals[key]["knn"] <= 1.0
+        assert "linear" not in evals[key]
+    assert {"knn", "linear", "knn_own"} <= set(evals["final4"])
 
 
 def test_request_stop_ends_the_loop(tmp_path):
