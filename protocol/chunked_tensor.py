@@ -17,21 +17,6 @@ import warnings
 
 import torch
 
-_warned = False  # torch warns once per process that a view of ``bytes`` is read-only
-
-
-def _read_only_view(payload: memoryview) -> torch.Tensor:
-    """A uint8 tensor viewing ``payload`` (no copy). Its one read-only warning is silenced (we only
-    read); after it torch stays quiet, so later calls skip the costly warnings context (~20 µs)."""
-    global _warned
-    if _warned:
-        return torch.frombuffer(payload, dtype=torch.uint8)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        view = torch.frombuffer(payload, dtype=torch.uint8)
-    _warned = True
-    return view
-
 
 class ChunkedTensor:
     """A 1-D tensor of ``numel`` elements of ``dtype`` filled part by part, in order, by ``append``."""
@@ -54,7 +39,9 @@ class ChunkedTensor:
         suits the dtype, else a copy (the few chunks of a sender that does not align its frames)."""
         if len(payload) % self.dtype.itemsize:
             raise ValueError(f"{len(payload)} bytes are not whole {self.dtype} elements")
-        part = _read_only_view(payload)
+        with warnings.catch_warnings():  # frombuffer warns that ``bytes`` are read-only: we only read
+            warnings.simplefilter("ignore", UserWarning)
+            part = torch.frombuffer(payload, dtype=torch.uint8)
         if part.data_ptr() % self.dtype.itemsize:
             part = part.clone()
         self.append(part.view(self.dtype))
