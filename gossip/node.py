@@ -420,7 +420,6 @@ class GossipNode:
             allocate=self._reuse_buffer(peer_id),
             on_header=lambda header, views: mixer.attach(peer_id, views["params"]),
             on_progress=lambda received: mixer.progress(peer_id, received),
-            in_place=True,  # the mixer reads the params where their chunks landed: no copy
         )
         outcome = await self.pull(peer_id, address, round, assembler)
         if outcome.snapshot is None:

@@ -9,7 +9,6 @@ import torch
 
 from gossip import fused_mix, mixing, robust
 from protocol.assembler import ReceivedSnapshot
-from protocol.chunked_tensor import ChunkedTensor
 from protocol.frames import CorruptStream
 
 # Elements per block of the mixing loops: the float32 blocks involved (own, neighbours, out, scratch)
@@ -60,8 +59,7 @@ class RoundMixer:
         self.self_weight = self_weight  # realised W_ii: grows as neighbours drop out
         self.weights = dict(weights)  # nominal W_ij
         self.failed: set[str] = set()
-        # neighbour params (wire dtype): views of receive buffers, or ChunkedTensors over the frames
-        self.params: dict[str, torch.Tensor | ChunkedTensor] = {}
+        self.params: dict[str, torch.Tensor] = {}  # neighbour params (wire dtype), views of receive buffers
         self.ready = {peer: 0 for peer in weights}  # elements of each neighbour that are final
         self.mixed = 0  # out[:mixed] is mixed (trimmed mean: screened) over the active neighbours
         self.distance = 0.0  # ||θ_i - mean of active neighbours||² over [:mixed]
@@ -71,7 +69,7 @@ class RoundMixer:
     def active(self) -> list[str]:
         return [peer for peer in sorted(self.weights) if peer not in self.failed]
 
-    def attach(self, peer: str, params: torch.Tensor | ChunkedTensor) -> None:
+    def attach(self, peer: str, params: torch.Tensor) -> None:
         """A neighbour's header was accepted; ``params`` will fill in as chunks arrive."""
         if params.shape != self.own.shape:
             raise CorruptStream(
@@ -199,8 +197,7 @@ class RoundMixer:
         if any(w != weights[1] for w in weights[2:]) or abs(sum(weights) - 1.0) > 1e-9:
             return False
         inputs = [self.own] + [self.params[p] for p in active]
-        # (a ChunkedTensor's views alias received frames, never ``out``)
-        return not any(mixing.shares_memory(self.out, t) for t in inputs if isinstance(t, torch.Tensor))
+        return not any(mixing.shares_memory(self.out, t) for t in inputs)
 
     def _difference(self, block: slice, active: list[str]) -> torch.Tensor:
         """θ_i - mean of active over ``block``, in the reused scratch block (k kernels)."""
@@ -242,8 +239,7 @@ class RoundMixer:
     def _finish_trimmed(self) -> tuple[torch.Tensor, float, dict[str, float], float]:
         """Trimmed mean over ourselves and the accepted neighbours; reported weights are uniform."""
         active = self.active()
-        theirs = [self.params[p][0 : self.own.numel()] for p in active]  # (a ChunkedTensor: one copy)
-        robust.trimmed_mean([self.own] + theirs, self.trim_fraction, out=self.out)
+        robust.trimmed_mean([self.own] + [self.params[p] for p in active], self.trim_fraction, out=self.out)
         self.distance = sum(self._distance(block, active) for block in _blocks(0, self.own.numel()))
         share = 1.0 / (len(active) + 1)
         return self.out, share, {peer: share for peer in active}, self.distance

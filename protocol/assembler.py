@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import torch
 
 from protocol import gossip_pb2 as pb
-from protocol.chunked_tensor import ChunkedTensor
 from protocol.frames import (
     CHECKSUMS,
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -37,14 +36,13 @@ class Expectation:
 
 @dataclass(frozen=True)
 class ReceivedSnapshot:
-    """A complete, verified snapshot: header + tensors (views of one receive buffer, wire dtype;
-    received in place, "params" is a read-only ``ChunkedTensor`` over the frames)."""
+    """A complete, verified snapshot: header + tensors (views of one receive buffer, wire dtype)."""
 
     header: SnapshotHeader
-    tensors: dict[str, torch.Tensor | ChunkedTensor]
+    tensors: dict[str, torch.Tensor]
 
     @property
-    def params(self) -> torch.Tensor | ChunkedTensor:
+    def params(self) -> torch.Tensor:
         return self.tensors["params"]
 
     @property
@@ -71,10 +69,6 @@ class SnapshotAssembler:
     Order of checks: refusal -> header consistency -> header vs ``Expectation`` (swarm, layout,
     round, size limit: all before the buffer is allocated) -> each data frame's offset, size and
     CRC -> trailer totals. Any failure raises a ``WireError`` subclass with a clear message.
-
-    ``in_place``: a leading "params" tensor is not copied into the buffer but read where its
-    verified chunks landed (a ``ChunkedTensor`` of views of the frames); the buffer then holds only
-    the tensors after it. Falls back to copying when the chunks do not hold whole elements.
     """
 
     def __init__(
@@ -83,7 +77,6 @@ class SnapshotAssembler:
         allocate: Allocator | None = None,
         on_header: Callable[[SnapshotHeader, dict[str, torch.Tensor]], None] | None = None,
         on_progress: Callable[[int], None] | None = None,
-        in_place: bool = False,
     ):
         """``allocate``: where the payload goes; ``on_header(header, views)``: called once the header
         is accepted, with the (still empty) tensor views into the receive buffer — it may raise a
@@ -94,8 +87,6 @@ class SnapshotAssembler:
         self._allocate = allocate or new_buffer
         self._on_header = on_header
         self._on_progress = on_progress
-        self._in_place = in_place
-        self._chunked: ChunkedTensor | None = None  # the params, when received in place
         self.header: SnapshotHeader | None = None
         self._buffer: torch.Tensor | None = None
         self._view: memoryview | None = None
@@ -157,30 +148,15 @@ class SnapshotAssembler:
         self._check_sizes(header)
         self.header = header
         self._checksum = CHECKSUMS[header.checksum_kind]
-        self._chunked = self._in_place_params(header) if self._in_place else None
-        nbytes = header.total_bytes - self._skipped()
-        self._buffer = self._allocate(nbytes)
-        if self._buffer.dtype != torch.uint8 or self._buffer.numel() != nbytes:
+        self._buffer = self._allocate(header.total_bytes)
+        if self._buffer.dtype != torch.uint8 or self._buffer.numel() != header.total_bytes:
             raise ValueError(
-                f"allocator returned {self._buffer.dtype} x {self._buffer.numel()}, need uint8 x {nbytes}"
+                f"allocator returned {self._buffer.dtype} x {self._buffer.numel()}, "
+                f"need uint8 x {header.total_bytes}"
             )
-        self._view = memoryview(self._buffer.numpy()) if nbytes else memoryview(bytearray())
+        self._view = memoryview(self._buffer.numpy()) if header.total_bytes else memoryview(bytearray())
         if self._on_header is not None:
             self._on_header(header, self._tensor_views())
-
-    @staticmethod
-    def _in_place_params(header: SnapshotHeader) -> ChunkedTensor | None:
-        """A ChunkedTensor for a leading, non-empty "params" tensor whose chunks hold whole elements."""
-        first = header.tensors[0] if header.tensors else None
-        if first is None or first.name != "params" or not first.nbytes or len(first.shape) != 1:
-            return None
-        if header.chunk_bytes % first.dtype.itemsize:
-            return None
-        return ChunkedTensor(first.dtype, first.nbytes // first.dtype.itemsize)
-
-    def _skipped(self) -> int:
-        """Leading payload bytes that stay in the frames (the in-place params), not in the buffer."""
-        return 0 if self._chunked is None else self._chunked.numel() * self._chunked.element_size()
 
     def _check_sizes(self, header: SnapshotHeader) -> None:
         """The params (or delta) tensor has exactly the size we expect, before we allocate."""
@@ -211,21 +187,11 @@ class SnapshotAssembler:
             raise CorruptStream(f"short chunk ({n} bytes) before the end of the payload")
         if self._checksum(payload) != crc:
             raise CorruptStream(f"checksum mismatch in the chunk at offset {offset}")
-        self._store(offset, payload)
+        self._view[offset : offset + n] = payload
         self._received += n
         self._chunks += 1
         if self._on_progress is not None:
             self._on_progress(self._received)
-
-    def _store(self, offset: int, payload: memoryview) -> None:
-        """Keep a verified chunk: its in-place part as a view, the rest copied into the buffer."""
-        skipped = self._skipped()
-        kept = max(0, min(len(payload), skipped - offset))
-        if kept:
-            self._chunked.append_bytes(payload[:kept])
-        if kept < len(payload):
-            start = offset + kept - skipped
-            self._view[start : start + len(payload) - kept] = payload[kept:]
 
     def _trailer(self, trailer: pb.Trailer) -> None:
         header = self.header
@@ -246,15 +212,11 @@ class SnapshotAssembler:
             raise TruncatedStream(f"stream ended after {got} of {total} bytes without a trailer")
         return ReceivedSnapshot(header=self.header, tensors=self._tensor_views())
 
-    def _tensor_views(self) -> dict[str, torch.Tensor | ChunkedTensor]:
-        """The payload's tensors as views of the receive buffer (wire dtypes and shapes); the
-        in-place params as their ChunkedTensor."""
-        tensors: dict[str, torch.Tensor | ChunkedTensor] = {}
-        specs = self.header.tensors
-        if self._chunked is not None:
-            tensors["params"], specs = self._chunked, specs[1:]
+    def _tensor_views(self) -> dict[str, torch.Tensor]:
+        """The payload's tensors as views of the receive buffer (wire dtypes and shapes)."""
+        tensors: dict[str, torch.Tensor] = {}
         pos = 0
-        for spec in specs:
+        for spec in self.header.tensors:
             raw = self._buffer[pos : pos + spec.nbytes]
             if pos % spec.dtype.itemsize:
                 raw = raw.clone()  # misaligned (e.g. after an odd-length fp16 tensor): copy the few bytes

@@ -5,9 +5,8 @@ A served snapshot is one contiguous payload (the tensors' raw bytes back to back
 every frame one serialized ``gossip_pb2.Chunk``. Data frames are the hot path (44.6 MiB for a
 ResNet-18), so they are encoded and decoded here by hand (``encode_data_frame`` /
 ``parse_data_frame``) instead of through protobuf objects, which would copy each MiB twice more.
-Each field is encoded as protobuf encodes it (a test parses our frames with protobuf), with padding
-placed so the payload starts aligned; anything the fast parser does not recognise falls back to
-protobuf.
+The bytes are exactly what protobuf itself produces (a test checks), so any protobuf client can
+read the stream; anything the fast parser does not recognise falls back to protobuf.
 """
 
 from __future__ import annotations
@@ -140,38 +139,18 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-# Data frames put their payload at a multiple of this many bytes into the frame (a ``DataChunk.align``
-# field fills the gap), so a receiver can read the floats in place: grpcio hands each message over as
-# a ``bytes`` object whose data is 16-byte aligned (measured), and kernels read aligned floats faster.
-PAYLOAD_ALIGN = 64
-
-
 def encode_data_frame(offset: int, crc: int, payload: memoryview | bytes) -> bytes:
-    """Serialize ``Chunk(data=DataChunk(offset, crc32, align, payload))`` with a single copy of
-    ``payload`` (the join): protobuf's own encoding of each field, the ``align`` padding placed
-    before the payload (any field order is valid protobuf) so the payload starts at a multiple of
-    ``PAYLOAD_ALIGN`` bytes into the frame."""
-    fields = bytearray()
+    """Serialize ``Chunk(data=DataChunk(offset, crc32, payload))`` byte-for-byte as protobuf does,
+    with a single copy of ``payload`` (the join)."""
+    inner = bytearray()
     if offset:
-        fields += b"\x08" + _varint(offset)  # field 1 (offset), varint
+        inner += b"\x08" + _varint(offset)  # field 1 (offset), varint
     if crc:
-        fields += b"\x15" + crc.to_bytes(4, "little")  # field 2 (crc32), fixed32
+        inner += b"\x15" + crc.to_bytes(4, "little")  # field 2 (crc32), fixed32
     n = len(payload)
-    tail = b"\x1a" + _varint(n) if n else b""  # field 3 (payload), length-delimited
-    for pad in _paddings():
-        inner = len(fields) + len(pad) + len(tail)
-        head = b"\x12" + _varint(inner + n)  # Chunk field 2 (data)
-        if (len(head) + inner) % PAYLOAD_ALIGN == 0 or not n:
-            return b"".join((head, fields, pad, tail, payload))
-    raise AssertionError("unreachable: some padding aligns the payload")
-
-
-def _paddings():
-    """Candidate ``align`` fields, shortest first: none, then field 4 with 0, 1, ... zero bytes
-    (PAYLOAD_ALIGN + 1 candidates cover every residue)."""
-    yield b""
-    for k in range(PAYLOAD_ALIGN + 1):
-        yield b"\x22" + _varint(k) + bytes(k)
+    if n:
+        inner += b"\x1a" + _varint(n)  # field 3 (payload), length-delimited
+    return b"".join((b"\x12", _varint(len(inner) + n), inner, payload))  # Chunk field 2 (data)
 
 
 def encode_frame(chunk: pb.Chunk) -> bytes:
@@ -216,9 +195,6 @@ def parse_data_frame(frame: memoryview) -> tuple[int, int, memoryview] | None:
             elif tag == 0x1A:
                 n, pos = _read_varint(frame, pos + 1)
                 payload = frame[pos : pos + n]
-                pos += n
-            elif tag == 0x22:  # field 4 (align): padding, skipped
-                n, pos = _read_varint(frame, pos + 1)
                 pos += n
             else:
                 return None

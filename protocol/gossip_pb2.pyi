@@ -164,16 +164,14 @@ class SnapshotHeader(_message.Message):
     def __init__(self, swarm_id: _Optional[str] = ..., peer_id: _Optional[str] = ..., round: _Optional[int] = ..., layout_fingerprint: _Optional[str] = ..., total_bytes: _Optional[int] = ..., tensors: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., checksum_kind: _Optional[_Union[ChecksumKind, str]] = ..., chunk_bytes: _Optional[int] = ..., copy_id: _Optional[str] = ..., base_round: _Optional[int] = ...) -> None: ...
 
 class DataChunk(_message.Message):
-    __slots__ = ("offset", "crc32", "payload", "align")
+    __slots__ = ("offset", "crc32", "payload")
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     CRC32_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
-    ALIGN_FIELD_NUMBER: _ClassVar[int]
     offset: int
     crc32: int
     payload: bytes
-    align: bytes
-    def __init__(self, offset: _Optional[int] = ..., crc32: _Optional[int] = ..., payload: _Optional[bytes] = ..., align: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, offset: _Optional[int] = ..., crc32: _Optional[int] = ..., payload: _Optional[bytes] = ...) -> None: ...
 
 class Trailer(_message.Message):
     __slots__ = ("total_bytes", "num_chunks")

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from gossip.round_mixer import RoundMixer
-from protocol.chunked_tensor import ChunkedTensor
 from protocol.frames import CorruptStream
 
 
@@ -94,36 +93,3 @@ def test_round_mixer_rejects_a_non_finite_neighbour_on_the_fused_path():
     assert self_w == pytest.approx(0.75) and kept == {"b": 0.25}
     assert torch.isfinite(params).all()
     torch.testing.assert_close(params, 0.75 * own + 0.25 * xb, rtol=1e-5, atol=1e-6)
-
-
-def _arriving(values: torch.Tensor, part: int) -> ChunkedTensor:
-    chunked = ChunkedTensor(values.dtype, values.numel())
-    for start in range(0, values.numel(), part):
-        chunked.append_bytes(memoryview(values[start : start + part].numpy().tobytes()))
-    return chunked
-
-
-@pytest.mark.parametrize("trim", [None, 0.25])
-@pytest.mark.parametrize("part", [1 << 18, 100_003])
-def test_round_mixer_over_chunked_params_equals_the_contiguous_mix(trim, part):
-    # prepare: the same neighbours as contiguous tensors and as parts received one by one (chunk-sized
-    # parts are read in place; odd-sized ones make blocks span parts); d fails half-way
-    torch.manual_seed(5)
-    n = 600_000
-    own, xb, xc, xd = (torch.randn(n) for _ in range(4))
-    weights = {"b": 0.25, "c": 0.25, "d": 0.25}
-    results = []
-    for chunked in (False, True):
-        mixer = RoundMixer(own, 0.25, weights, trim_fraction=trim)
-        for peer, values in (("b", xb), ("c", xc), ("d", xd)):
-            mixer.attach(peer, _arriving(values, part) if chunked else values)
-        # execute
-        for received in range(part, n + part, part):
-            for peer in ("b", "c") + (("d",) if received < n // 2 else ()):
-                mixer.progress(peer, 4 * min(received, n))
-        mixer.drop("d")
-        results.append(mixer.finish())
-    # assert
-    (flat, w_flat, kept_flat, d_flat), (chunk, w_chunk, kept_chunk, d_chunk) = results
-    assert torch.equal(flat, chunk) and (w_flat, kept_flat) == (w_chunk, kept_chunk)
-    assert d_chunk == pytest.approx(d_flat, rel=1e-9)
