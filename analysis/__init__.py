@@ -20,6 +20,7 @@ sweep_dir.py     a loaded sweep directory: results rows, grid, conditions, per-s
 sweep_plots.py   the sweep report's plots across runs (accuracy vs α, drop from IID, |Ā|, bytes)
 round_plots.py   the sweep report's plots over rounds (consensus per condition, fault runs)
 mixing_effect.py accuracy drop from IID vs the realised spectral gap / consensus distance, across runs
+learning_curve.py  the peers' periodic kNN as a curve per run, and its gain over the last quarter (plateau?)
 rank_correlation.py  Spearman's ρ with a Fisher-z 95 % CI (Bonett-Wright standard error)
 sweep_report.py  the report of a sweep: report.md with the tables, claims and plots
 cli.py           `dssl report RUN_DIR | SWEEP_DIR`: one command line for both reports

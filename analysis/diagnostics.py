@@ -325,20 +325,16 @@ def _probe_means(per_peer: dict[str, list[dict]]) -> dict[int, dict[str, float |
     }
 
 
-def collect_diagnostics(run_dir: str | Path) -> dict[str, Any]:
-    """Every round's swarm diagnostics + per-peer series + the exact consensus distances (final and
-    per snapshot round) + the probe diagnostics."""
-    run_dir = Path(run_dir)
-    per_peer = peer_records(run_dir)
+def _round_diagnostics(per_peer: dict[str, list[dict]], exact: list[dict]) -> list[RoundDiagnostics]:
+    """Every logged round's diagnostics, with its snapshot consensus distances and probe means."""
     by_round: dict[int, list[dict]] = {}
     for records in per_peer.values():
         for r in records:
             if r.get("kind") == "round" and r.get("round") is not None:
                 by_round.setdefault(int(r["round"]), []).append(r)
-    exact = snapshot_consensus(run_dir)
     exact_by_round = {e["round"]: e for e in exact}
     probes = _probe_means(per_peer)
-    rounds = [
+    return [
         replace(
             round_diagnostics(k, by_round[k]),
             consensus_distance_exact=exact_by_round.get(k, {}).get("consensus_distance"),
@@ -348,6 +344,15 @@ def collect_diagnostics(run_dir: str | Path) -> dict[str, Any]:
         )
         for k in sorted(by_round)
     ]
+
+
+def collect_diagnostics(run_dir: str | Path) -> dict[str, Any]:
+    """Every round's swarm diagnostics + per-peer series + the exact consensus distances (final and
+    per snapshot round) + the probe diagnostics + the learning curve."""
+    run_dir = Path(run_dir)
+    per_peer = peer_records(run_dir)
+    exact = snapshot_consensus(run_dir)
+    rounds = _round_diagnostics(per_peer, exact)
     gaps = [r.spectral_gap for r in rounds if r.spectral_gap is not None]
     curve = knn_curve(per_peer)
     return {

@@ -451,20 +451,11 @@ class Trainer:
             raise ValueError("this trainer was built without evaluation data (with_eval=False)")
         settings = EvalSettings.from_config(self.cfg.eval)
         started = time.perf_counter()
+        model = (self.objective, data.bank)
         if tag == "periodic" and data.curve_test is not None:
-            result = knn_point(
-                self.objective, data.bank, data.curve_test, settings, self.device, data.num_classes
-            )
+            result = knn_point(*model, data.curve_test, settings, self.device, data.num_classes)
         else:
-            result = evaluate(
-                self.objective,
-                data.bank,
-                data.test,
-                data.own_test_idx,
-                settings,
-                self.device,
-                data.num_classes,
-            )
+            result = evaluate(*model, data.test, data.own_test_idx, settings, self.device, data.num_classes)
         result["seconds"] = round(time.perf_counter() - started, 3)
         self.last_eval = result
         self._write("eval", step=self.step, round=self.round, tag=tag, **result)

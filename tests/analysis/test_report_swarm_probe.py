@@ -21,14 +21,8 @@ def test_two_peer_swarm_logs_probes_and_snapshots_every_round(tmp_path, reaper):
     base = json.loads(json.dumps(TINY))
     base["train"].update({"steps": 12, "eval_every": 6})  # learning-curve points at steps 6 and 12
     base["eval"].update({"probe_every": 1, "snapshot_every": 1, "curve_test_images": 40})
-    plan = plan_from_dict(
-        {
-            "swarm": {"id": "t-probe", "ready_timeout_s": 120, "stop_deadline_s": 30},
-            "base": base,
-            "defaults": {"threads": 1},
-        },
-        size=2,
-    )
+    swarm_settings = {"id": "t-probe", "ready_timeout_s": 120, "stop_deadline_s": 30}
+    plan = plan_from_dict({"swarm": swarm_settings, "base": base, "defaults": {"threads": 1}}, size=2)
     swarm = reaped_swarm(plan, tmp_path, reaper)
     run = swarm.run
     # execute
