@@ -68,25 +68,8 @@ RESULT_COLUMNS_TAIL = (
 FIXED_COLUMNS = frozenset(RESULT_COLUMNS_HEAD + RESULT_COLUMNS_TAIL)  # every column that is not an axis
 
 _INT_COLUMNS = {"seed", "peers", "steps", "period", "bytes_out_total", "rounds_min"}
-_FLOAT_COLUMNS = {
-    "knn_mean",
-    "knn_std",
-    "knn_min",
-    "knn_max",
-    "knn_init_mean",
-    "linear_mean",
-    "consensus_distance",
-    "encoder_consensus_distance",
-    "spectral_gap_mean",
-    "spectral_gap_min",
-    "average_connectivity_mean",
-    "harmonic_connectivity_mean",
-    "collapse_std_mean",
-    "a_mmd_mean",
-    "knn_last_quarter_gain",
-    *BASELINE_COLUMNS,
-    "wall_s",
-}
+_TEXT_COLUMNS = {"objective", "partition", "topology", "faults", "run_dir"}
+_FLOAT_COLUMNS = set(RESULT_COLUMNS_TAIL) - _INT_COLUMNS - _TEXT_COLUMNS
 _MANIFEST_COLUMNS = ("objective", "partition", "topology", "peers", "steps", "period", "wall_s", "run_dir")
 _DIAGNOSTIC_COLUMNS = (
     "encoder_consensus_distance",
