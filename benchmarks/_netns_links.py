@@ -252,9 +252,8 @@ def start_delay_line(namespaces: tuple[str, str], delay_us: int) -> subprocess.P
     ns_paths = [f"/run/netns/{name}" for name in namespaces]
     command = [str(delay_line_binary()), ns_paths[0], "lr0", ns_paths[1], "lr0", str(delay_us)]
     with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a full pipe would stall the wire
-        proc = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, preexec_fn=_wire_priority
-        )
+        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors)
+        _wire_priority(proc.pid)
         ready, _, _ = select.select([proc.stdout], [], [], DELAY_LINE_START_S)
         if ready and proc.stdout.readline().startswith(b"ready"):
             return proc
@@ -263,11 +262,18 @@ def start_delay_line(namespaces: tuple[str, str], delay_us: int) -> subprocess.P
         raise RuntimeError(f"delay line did not start: {errors.read().decode(errors='replace').strip()}")
 
 
-def _wire_priority() -> None:
+def _wire_priority(pid: int) -> None:
     """Run the delay line at nice 0 even when the benchmark runs under ``nice``: it is the wire,
     not the measured system, and a starved delay line would add scheduling jitter to the RTT (it
-    needs little CPU: one read and one write per packet). Lowering nice needs root, as does all this."""
-    os.setpriority(os.PRIO_PROCESS, 0, 0)
+    needs little CPU: one read and one write per packet). Lowering nice needs root, as does all this.
+
+    Set from the parent after the start, not in a ``preexec_fn``: Python code between fork and exec
+    in a process with other threads (gRPC's, in a test run) can deadlock the child, which then
+    never says "ready". The delay line is single-threaded, so its PID is its only thread."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, 0)
+    except ProcessLookupError:  # it exited at once: the "ready" check reports why
+        pass
 
 
 def stop_delay_line(proc: subprocess.Popen) -> None:
