@@ -137,8 +137,8 @@ def power_note(half_width: float | None, delta: float | None, differences: list[
         return "no δ stated: equivalence cannot be tested"
     if half_width is None:
         return f"fewer than 2 seeds: no CI, so no decision at δ = {delta:.3g}"
-    verdict = "powered" if half_width <= delta / 2 else "underpowered"
-    line = f"half-width {half_width:.3g} vs δ/2 = {delta / 2:.3g} ({verdict}, {len(differences)} seeds)"
+    relation = "≤" if half_width <= delta / 2 else ">"  # not "underpowered": the decision may be made
+    line = f"half-width {half_width:.3g} {relation} δ/2 = {delta / 2:.3g} ({len(differences)} seeds)"
     if len(differences) >= 2:
         try:
             plan = seeds_needed(differences, delta)

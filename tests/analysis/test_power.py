@@ -101,7 +101,7 @@ def test_power_note_states_half_width_against_delta_half():
     assert power_note(None, 0.02, [0.1]) == "fewer than 2 seeds: no CI, so no decision at δ = 0.02"
     assert power_note(0.1, None, []) == "no δ stated: equivalence cannot be tested"
     line = power_note(0.005, 0.02, [-1e-3, 0.0, 1e-3])
-    assert line.startswith("half-width 0.005 vs δ/2 = 0.01 (powered, 3 seeds)") and "needs 5 seeds" in line
+    assert line.startswith("half-width 0.005 ≤ δ/2 = 0.01 (3 seeds)") and "needs 5 seeds" in line
 
 
 def test_protocol_names():
