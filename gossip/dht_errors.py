@@ -2,7 +2,8 @@
 
 ``start_error`` turns hivemind's / p2pd's start-up failures into a message that says what to check
 (an unreachable initial peer, an address that is not ours, a daemon that did not come up);
-``JoinError`` marks the first kind, which :mod:`gossip.discovery` tries again.
+``JoinError`` marks the first kind and ``NotReadyError`` a daemon that did not come up in time: both can
+be passing trouble on a loaded host, so :mod:`gossip.discovery` tries them again.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ class DiscoveryError(RuntimeError):
 
 
 class JoinError(DiscoveryError):
-    """None of the initial peers answered the join (tried ``join_attempts`` times)."""
+    """None of the initial peers answered the join (tried ``start_attempts`` times)."""
+
+
+class NotReadyError(DiscoveryError):
+    """The DHT process did not become ready within its start-up deadline (tried ``start_attempts`` times)."""
 
 
 def start_error(exc: BaseException, config: Any) -> DiscoveryError:

@@ -35,7 +35,7 @@ import hivemind
 from hivemind.utils.multiaddr import Multiaddr
 from hivemind.utils.timed_storage import get_dht_time
 
-from gossip.dht_errors import DiscoveryError, JoinError, start_error
+from gossip.dht_errors import DiscoveryError, JoinError, NotReadyError, start_error
 from gossip.dht_records import TOMBSTONE, PeerRecordValidator, WarnOnce, check_entry
 from protocol.records import PeerRecord, RecordError, peer_record_to_bytes
 
@@ -75,9 +75,11 @@ class DiscoveryConfig:
     startup_timeout_s: float = 60.0  # generous: p2pd start-up on a loaded 2-core machine
     request_timeout_s: float = 5.0  # deadline of each DHT get/store from this process
     shutdown_timeout_s: float = 5.0  # then the DHT process is terminated
-    join_attempts: int = 3  # a join no initial peer answered is tried again: on a loaded host p2pd's
-    #                         dial can time out although the peers are fine (16 peers on 2 cores)
-    join_retry_s: float = 3.0  # pause before the second attempt, doubled before each further one
+    start_attempts: int = 3  # a join no initial peer answered, or a DHT process that did not become
+    #                          ready, is started again: on a loaded host p2pd's dial can time out
+    #                          although the peers are fine (16 peers on 2 cores), and a forked DHT
+    #                          process can hang where a fresh one comes up
+    start_retry_s: float = 3.0  # pause before the second attempt, doubled before each further one
     client_mode: bool = False  # True: store/read only, serve nobody (e.g. `dssl status`)
     nat_port_map: bool = False  # UPnP/NAT-PMP port mapping; only when the user asks
     auto_nat: bool = False  # libp2p AutoNAT reachability probing; only when the user asks
@@ -109,10 +111,10 @@ class DiscoveryConfig:
         for timeout in ("startup_timeout_s", "request_timeout_s", "shutdown_timeout_s"):
             if getattr(self, timeout) <= 0:
                 raise ValueError(f"{timeout} must be > 0, got {getattr(self, timeout)}")
-        if self.join_attempts < 1 or self.join_retry_s < 0:
+        if self.start_attempts < 1 or self.start_retry_s < 0:
             raise ValueError(
-                f"join_attempts must be >= 1 and join_retry_s >= 0, "
-                f"got {self.join_attempts}, {self.join_retry_s}"
+                f"start_attempts must be >= 1 and start_retry_s >= 0, "
+                f"got {self.start_attempts}, {self.start_retry_s}"
             )
         for maddr in peers:
             check_initial_peer(maddr)
@@ -395,20 +397,21 @@ class DHTDiscovery:
 
 
 def _start_dht(config: DiscoveryConfig, peers: list[str] | None) -> tuple[hivemind.DHT, list[str]]:
-    """Start the DHT and wait until it is ready; a join that no initial peer answered is tried
-    ``join_attempts`` times in all, with a doubling pause between attempts."""
-    pause = config.join_retry_s
-    for attempt in range(1, config.join_attempts + 1):
+    """Start the DHT and wait until it is ready; a join that no initial peer answered, or a DHT
+    process that did not become ready, is tried ``start_attempts`` times in all, with a doubling
+    pause between attempts. Other failures (an address that is not ours) are raised at once."""
+    pause = config.start_retry_s
+    for attempt in range(1, config.start_attempts + 1):
         dht = _new_dht(config, peers)
         try:
             return dht, _visible_maddrs_when_ready(dht, config)
-        except JoinError as exc:
-            if attempt == config.join_attempts:
-                raise JoinError(f"{exc} (after {attempt} attempts)") from exc
+        except (JoinError, NotReadyError) as exc:
+            if attempt == config.start_attempts:
+                raise type(exc)(f"{exc} (after {attempt} attempts)") from exc
             logger.warning(
-                "join attempt %d of %d failed (%s); trying again in %.1f s",
+                "DHT start attempt %d of %d failed (%s); trying again in %.1f s",
                 attempt,
-                config.join_attempts,
+                config.start_attempts,
                 exc,
                 pause,
             )
@@ -444,7 +447,7 @@ def _visible_maddrs_when_ready(dht: hivemind.DHT, config: DiscoveryConfig) -> li
         maddrs = maddrs_future.result(timeout=config.request_timeout_s)
     except _TIMEOUTS:
         _stop_dht(dht, config.shutdown_timeout_s)
-        raise DiscoveryError(
+        raise NotReadyError(
             f"the hivemind DHT did not become ready within {config.startup_timeout_s:g} s "
             f"(listening on {config.host_maddr}, initial peers: "
             f"{', '.join(config.initial_peers) or 'none'}); check the machine's load and that "

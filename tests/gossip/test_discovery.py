@@ -16,11 +16,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 
+import hivemind
 import msgpack
 import pytest
 
+from gossip import discovery as discovery_module
 from gossip.dht_records import check_entry
-from gossip.discovery import DHTDiscovery, DiscoveryConfig, DiscoveryError, JoinError
+from gossip.discovery import DHTDiscovery, DiscoveryConfig, DiscoveryError, JoinError, NotReadyError
 from protocol.records import PeerRecord, RecordError, peer_record_to_bytes
 from tests.gossip.discovery_peer import PeerProcess
 
@@ -101,8 +103,8 @@ def start(swarm_id: str) -> Iterator[Callable[..., DHTDiscovery]]:
         ({"port": 70000}, "port"),
         ({"ttl_s": 3.0, "heartbeat_s": 3.0}, "heartbeat_s"),
         ({"swarm_id": ""}, "swarm_id"),
-        ({"join_attempts": 0}, "join_attempts"),
-        ({"join_retry_s": -1.0}, "join_retry_s"),
+        ({"start_attempts": 0}, "start_attempts"),
+        ({"start_retry_s": -1.0}, "start_retry_s"),
     ],
 )
 def test_config_refuses_bad_values_with_a_clear_message(overrides, message):
@@ -349,14 +351,14 @@ def test_unreachable_initial_peer_fails_clearly_within_the_timeout(start, caplog
     t0 = time.perf_counter()
     with caplog.at_level(logging.WARNING, logger="gossip.discovery"):
         with pytest.raises(JoinError) as error:
-            start(maddr, startup_timeout_s=startup_timeout, join_attempts=2, join_retry_s=0.2)
+            start(maddr, startup_timeout_s=startup_timeout, start_attempts=2, start_retry_s=0.2)
     elapsed = time.perf_counter() - t0
     # assert: each attempt is bounded by the start-up deadline; the first failure is logged, the
     # second is the error, which says what to check
     print(f"unreachable initial peer reported after {elapsed:.2f} s")
     assert maddr in str(error.value) and "(after 2 attempts)" in str(error.value)
     assert "no initial peer answered" in str(error.value) and "port" in str(error.value)
-    assert sum("join attempt 1 of 2 failed" in m for m in caplog.messages) == 1
+    assert sum("DHT start attempt 1 of 2 failed" in m for m in caplog.messages) == 1
     assert elapsed < 2 * (startup_timeout + DiscoveryConfig(swarm_id="s").request_timeout_s) + 0.2
 
 
@@ -364,6 +366,58 @@ def test_host_that_is_not_ours_fails_clearly(start):
     # 192.0.2.0/24 is TEST-NET-1 (RFC 5737); .77 is not an address of this machine
     with pytest.raises(DiscoveryError, match="could not listen on /ip4/192.0.2.77/tcp/0"):
         start(host="192.0.2.77")
+
+
+def _hang(_dht) -> None:
+    """Stands in for ``hivemind.DHT.run`` in a forked DHT process that hangs (say, on a lock it
+    inherited): it never becomes ready and never reads its shutdown request."""
+    time.sleep(3600)
+
+
+HUNG_START = {"startup_timeout_s": 2.0, "request_timeout_s": 1.0, "shutdown_timeout_s": 1.0}
+
+
+def test_a_dht_process_that_hangs_at_start_is_replaced_by_a_fresh_one(start, monkeypatch, caplog):
+    # prepare: the first DHT process forks with a run() that hangs; later ones are untouched
+    processes: list = []
+    new_dht = discovery_module._new_dht
+
+    def first_one_hangs(config, peers):
+        with monkeypatch.context() as patch:
+            if not processes:
+                patch.setattr(hivemind.DHT, "run", _hang)
+            processes.append(new_dht(config, peers))
+        return processes[-1]
+
+    monkeypatch.setattr(discovery_module, "_new_dht", first_one_hangs)
+    # execute
+    with caplog.at_level(logging.WARNING, logger="gossip.discovery"):
+        a = start(start_attempts=2, start_retry_s=0.2, **HUNG_START)
+    a.announce(_record("a"))
+    # assert: the hung process was ended, the second one serves, and the retry was logged
+    assert len(processes) == 2 and not processes[0].is_alive() and a._dht is processes[1]
+    retries = [m for m in caplog.messages if "DHT start attempt 1 of 2 failed" in m]
+    assert len(retries) == 1 and "did not become ready" in retries[0]
+    _wait(lambda: _ids(a) == ["a"], SEEN_TIMEOUT_S, "a to see its own record")
+
+
+def test_a_dht_that_never_becomes_ready_fails_clearly_after_its_attempts(start, monkeypatch):
+    # prepare: every DHT process hangs
+    processes: list = []
+    new_dht = discovery_module._new_dht
+    monkeypatch.setattr(hivemind.DHT, "run", _hang)
+
+    def recorded(config, peers):
+        processes.append(new_dht(config, peers))
+        return processes[-1]
+
+    monkeypatch.setattr(discovery_module, "_new_dht", recorded)
+    # execute
+    with pytest.raises(NotReadyError) as error:
+        start(start_attempts=2, start_retry_s=0.2, **HUNG_START)
+    # assert: two attempts, both processes ended, and the message says what to raise
+    assert "(after 2 attempts)" in str(error.value) and "startup_timeout_s" in str(error.value)
+    assert len(processes) == 2 and not any(process.is_alive() for process in processes)
 
 
 def test_join_command_contains_a_maddr_that_works(start):
