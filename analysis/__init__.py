@@ -16,6 +16,7 @@ results.py       a sweep's results.csv: its columns, written from the run manife
 claims.py        a grid's claims evaluated over seeds: means, Student-t CIs, paired differences, claims.csv
                  with a decision per claim (confirmed / refuted / equivalence / underpowered)
 power.py         power first: Student-t / Welch CIs, seeds needed for a half-width <= δ/2, the decision rule
+earlier_results.py  complete runs of an earlier report's results.csv merged into a sweep (report --include)
 sweep_dir.py     a loaded sweep directory: results rows, grid, conditions, per-seed and grouping helpers
 sweep_plots.py   the sweep report's plots across runs (accuracy vs α, drop from IID, |Ā|, bytes)
 round_plots.py   the sweep report's plots over rounds (consensus per condition, fault runs)
@@ -23,7 +24,7 @@ mixing_effect.py accuracy drop from IID vs the realised spectral gap / consensus
 learning_curve.py  the peers' periodic kNN as a curve per run, and its gain over the last quarter (plateau?)
 rank_correlation.py  Spearman's ρ with a Fisher-z 95 % CI (Bonett-Wright standard error)
 sweep_report.py  the report of a sweep: report.md with the tables, claims and plots
-cli.py           `dssl report RUN_DIR | SWEEP_DIR`: one command line for both reports
+cli.py           `dssl report RUN_DIR | SWEEP_DIR [--include RESULTS_CSV]`: one command line for both reports
 ledger.py        `dssl claims STUDY_DIR...`: the studies' claims.csv stacked, one row of record per claim
 
 analysis depends on peer, gossip and protocol, never on launcher.

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from analysis.earlier_results import IncludeError
 from analysis.run_report import write_report
 from analysis.sweep_report import write_study_report
 from peer.rundir import CLAIMS_CSV, PEERS_DIR, RESULTS_CSV
@@ -32,6 +33,16 @@ def _parser() -> argparse.ArgumentParser:
         help="sweep directories only: write the report, plots, claims.csv and copies of grid.yaml + "
         "results.csv here (e.g. docs/results); default: the sweep directory",
     )
+    p.add_argument(
+        "--include",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="RESULTS_CSV",
+        help="sweep directories only: the results.csv of an earlier report of the same grid (e.g. "
+        "docs/results/feature16/results.csv); its complete runs that this sweep has not completed "
+        "count too (repeatable)",
+    )
     return p
 
 
@@ -40,8 +51,11 @@ def _error(message: str) -> int:
     return 2
 
 
-def _sweep_report(sweep_dir: Path, out: Path | None) -> int:
-    report = write_study_report(sweep_dir, out)
+def _sweep_report(sweep_dir: Path, out: Path | None, include: list[Path]) -> int:
+    try:
+        report = write_study_report(sweep_dir, out, include)
+    except IncludeError as exc:
+        return _error(str(exc))
     claims = report.parent / CLAIMS_CSV
     pngs = len(list(report.parent.glob("report_*.png")))
     shown = f"; claims: {claims}" if claims.is_file() else ""
@@ -59,7 +73,7 @@ def report_main(argv: list[str]) -> int:
     """``dssl report RUN_DIR | SWEEP_DIR [--out DIR]``; exit status 2 for anything else."""
     args = _parser().parse_args(argv)
     if (args.directory / RESULTS_CSV).is_file():
-        return _sweep_report(args.directory, args.out)
+        return _sweep_report(args.directory, args.out, args.include)
     if not (args.directory / PEERS_DIR).is_dir():
         return _error(
             f"{args.directory} is not a run directory (no {PEERS_DIR}/) "
@@ -67,4 +81,6 @@ def report_main(argv: list[str]) -> int:
         )
     if args.out is not None:
         return _error("--out applies to a sweep directory only; a run's report goes into the run directory")
+    if args.include:
+        return _error("--include applies to a sweep directory only")
     return _run_report(args.directory)

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 from analysis.claims import complete_rows, mean_ci
+from analysis.earlier_results import merge_earlier, read_earlier
 from analysis.results import FIXED_COLUMNS
 from peer.rundir import GRID_FILE, RESULTS_CSV, ROUNDS_CSV
 
@@ -31,12 +32,14 @@ MATCH_COLUMNS = ("objective", "partition", "topology", "peers", "steps", "period
 
 @dataclass
 class Sweep:
-    """A loaded sweep directory: its rows, axis columns and grid."""
+    """A loaded sweep directory: its rows, axis columns and grid; ``imported`` names the runs whose rows
+    came from an earlier results.csv (run name -> that file), whose run directories are not here."""
 
     path: Path
     rows: list[dict]
     fields: list[str]
     grid: dict
+    imported: dict[str, Path] = field(default_factory=dict)
 
     @property
     def complete(self) -> list[dict]:
@@ -56,19 +59,26 @@ class Sweep:
         return " / ".join(str(row.get(c, "")) for c in cols) or "all runs"
 
     def run_dir(self, row: dict) -> Path | None:
-        return (self.path / row["run_dir"]) if row.get("run_dir") else None
+        if not row.get("run_dir") or row.get("run") in self.imported:
+            return None
+        return self.path / row["run_dir"]
 
 
-def load_sweep(sweep_dir: str | Path) -> Sweep:
-    """Read ``results.csv`` (and ``grid.yaml`` when present) of a sweep directory."""
+def load_sweep(sweep_dir: str | Path, include: Sequence[Path] = ()) -> Sweep:
+    """Read ``results.csv`` (and ``grid.yaml`` when present) of a sweep directory, with the complete
+    runs of each earlier results.csv in ``include`` merged in (:mod:`analysis.earlier_results`)."""
     path = Path(sweep_dir)
     with (path / RESULTS_CSV).open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
         fields = list(reader.fieldnames or [])
+    imported: dict[str, Path] = {}
+    for earlier in include:
+        rows, taken = merge_earlier(rows, read_earlier(Path(earlier), fields), Path(earlier))
+        imported.update(dict.fromkeys(taken, Path(earlier)))
     grid_path = path / GRID_FILE
     grid = (yaml.safe_load(grid_path.read_text(encoding="utf-8")) or {}) if grid_path.is_file() else {}
-    return Sweep(path=path, rows=rows, fields=fields, grid=grid)
+    return Sweep(path=path, rows=rows, fields=fields, grid=grid, imported=imported)
 
 
 def as_float(value) -> float | None:

@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from analysis.claims import ClaimResult, complete_rows, evaluate_claims, load_claims, write_claims_csv
+from analysis.earlier_results import write_rows
 from analysis.mixing_effect import plot_drop_vs_mixing
 from analysis.power import describe_protocol
 from analysis.round_plots import plot_consensus, plot_faults, plot_learning_curves
@@ -72,7 +74,34 @@ def _summary(sweep: Sweep, out: Path) -> list[str]:
         lines.append(f"* axis `{axis}`: {', '.join(values)}")
     if (out / GRID_FILE).is_file():
         lines.append(f"* grid: [{GRID_FILE}]({GRID_FILE}); every run: [{RESULTS_CSV}]({RESULTS_CSV})")
-    return lines + [""]
+    return lines + _imported_lines(sweep) + [""]
+
+
+def _imported_lines(sweep: Sweep) -> list[str]:
+    """Where the runs merged from earlier results came from: they count in every statistic and claim,
+    but their run directories are elsewhere, so no per-round plot shows them."""
+    sources = group_by(list(sweep.imported), lambda name: sweep.imported[name])
+    return [
+        f"* {len(names)} complete runs taken from earlier results `{source}` (seeds "
+        f"{_seed_span(sweep, names)}): in every statistic and claim, not in the per-round plots "
+        "(their run directories are not in this sweep directory)"
+        for source, names in sources.items()
+    ]
+
+
+def _seed_span(sweep: Sweep, names: list[str]) -> str:
+    """The seeds of these runs, consecutive integers as ranges ("0-20, 23")."""
+    chosen = set(names)
+    texts = {r.get("seed", "") for r in sweep.rows if r.get("run") in chosen}
+    if not all(t.isdigit() for t in texts):
+        return ", ".join(sorted(texts))
+    spans: list[list[int]] = []
+    for seed in sorted(int(t) for t in texts):
+        if spans and seed == spans[-1][1] + 1:
+            spans[-1][1] = seed
+        else:
+            spans.append([seed, seed])
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in spans)
 
 
 def _results_table(sweep: Sweep) -> list[str]:
@@ -196,7 +225,7 @@ def _runs_table(sweep: Sweep, out: Path) -> list[str]:
     lines = ["## Runs", "", "| run | status | seed | condition | run dir |", "|---|---|---|---|---|"]
     for r in sweep.rows:
         run = sweep.run_dir(r)
-        link = "-"
+        link = f"from `{sweep.imported[r.get('run')]}`" if r.get("run") in sweep.imported else "-"
         if run is not None:
             rel = os.path.relpath(run, out)
             link = f"[{rel}]({rel})" + (
@@ -227,19 +256,33 @@ def _markdown(sweep: Sweep, plots: list[Plot], claims: list[ClaimResult] | None,
     return "\n".join(lines)
 
 
-def write_study_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+def _copy_inputs(sweep: Sweep, out: Path) -> None:
+    """``grid.yaml`` and ``results.csv`` beside a report written outside the sweep directory; the
+    results with the runs merged from earlier results.csv files, so that a later report can
+    ``--include`` this copy in turn."""
+    if out.resolve() == sweep.path.resolve():
+        return  # the sweep's own results.csv stays what dssl sweep wrote
+    if (sweep.path / GRID_FILE).is_file():
+        shutil.copyfile(sweep.path / GRID_FILE, out / GRID_FILE)
+    if sweep.imported:
+        write_rows(out / RESULTS_CSV, sweep.rows, sweep.fields)
+    else:
+        shutil.copyfile(sweep.path / RESULTS_CSV, out / RESULTS_CSV)
+
+
+def write_study_report(
+    sweep_dir: str | Path, out_dir: str | Path | None = None, include: Sequence[Path] = ()
+) -> Path:
     """Draw the plots, evaluate the grid's claims (writing claims.csv) and write ``report.md``.
 
     Everything goes into ``out_dir`` (default: the sweep directory); a separate ``out_dir`` (e.g.
     ``docs/results``) also gets copies of ``grid.yaml`` and ``results.csv`` so that the report
-    stands on its own, and its run links point back into the sweep directory."""
-    sweep = load_sweep(sweep_dir)
+    stands on its own, and its run links point back into the sweep directory. ``include``: earlier
+    results.csv files whose complete runs this sweep lacks (:mod:`analysis.earlier_results`)."""
+    sweep = load_sweep(sweep_dir, include)
     out = Path(out_dir) if out_dir is not None else sweep.path
     out.mkdir(parents=True, exist_ok=True)
-    if out.resolve() != sweep.path.resolve():
-        for name in (GRID_FILE, RESULTS_CSV):
-            if (sweep.path / name).is_file():
-                shutil.copyfile(sweep.path / name, out / name)
+    _copy_inputs(sweep, out)
     for old in out.glob("report_*.png"):
         old.unlink()  # a plot skipped this time must not survive from an earlier report
     plots: list[Plot] = [

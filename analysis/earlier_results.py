@@ -1,0 +1,90 @@
+"""Complete runs of an earlier ``results.csv`` merged into a sweep's rows (``dssl report --include``).
+
+A 16-peer grid takes days on two cores and may be continued on another machine, where the sweep
+directory starts empty: ``dssl sweep GRID --only seed=21 seed=22`` runs the seeds still missing, and
+``dssl report SWEEP --include docs/results/feature16/results.csv`` decides the claims over both. An
+earlier run enters only where this sweep has no complete run of the same name, and only when its
+resolved settings (objective, partition, topology, peers, steps, period, faults, seed) equal those of
+the sweep's run of that name, so a row can never stand in for a run of a changed grid. Its run
+directory stays where it was measured: plots that read per-round files leave it out, the report
+says how many runs came from where, and every statistic and claim counts it like a run of this sweep.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from peer.atomic_file import replacing
+
+SETTINGS = ("objective", "partition", "topology", "peers", "steps", "period", "faults", "seed")
+COMPLETE = "complete"
+
+
+class IncludeError(ValueError):
+    """An earlier results.csv that cannot be merged: missing, of another grid, or contradicting this sweep."""
+
+
+def read_earlier(path: Path, fields: list[str]) -> list[dict]:
+    """The rows of an earlier results.csv whose columns are exactly ``fields`` (as text)."""
+    if not path.is_file():
+        raise IncludeError(f"{path}: no such file (give the results.csv of an earlier report)")
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            columns = list(reader.fieldnames or [])
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise IncludeError(f"{path}: not a readable CSV file ({exc})") from exc
+    if set(columns) != set(fields):
+        missing = sorted(set(fields) - set(columns))
+        extra = sorted(set(columns) - set(fields))
+        raise IncludeError(
+            f"{path}: its columns differ from this sweep's results.csv (missing {missing or 'none'}, "
+            f"extra {extra or 'none'}): not the same grid"
+        )
+    if any(None in row for row in rows):
+        raise IncludeError(f"{path}: a row has more cells than the header")
+    return rows
+
+
+def _check_same_run(ours: dict, theirs: dict, path: Path) -> None:
+    for column in SETTINGS:
+        if (ours.get(column) or "") != (theirs.get(column) or ""):
+            raise IncludeError(
+                f"{path}: run {theirs['run']!r} has {column} = {theirs.get(column)!r} where this sweep's "
+                f"run of that name has {ours.get(column)!r}: the grid changed, so it cannot stand in"
+            )
+
+
+def merge_earlier(rows: list[dict], earlier: list[dict], path: Path) -> tuple[list[dict], list[str]]:
+    """``rows`` with each of their incomplete runs replaced by the earlier complete run of that name,
+    then the earlier complete runs this sweep does not have at all; and the names taken from ``path``.
+
+    A run complete here is kept as it is (this sweep's own measurement wins)."""
+    ours = {row["run"]: index for index, row in enumerate(rows)}
+    merged = [dict(row) for row in rows]
+    taken: list[str] = []
+    for row in earlier:
+        name = row.get("run") or ""
+        if row.get("status") != COMPLETE or not name:
+            continue
+        index = ours.get(name)
+        if index is None:
+            merged.append(dict(row))
+            ours[name] = len(merged) - 1
+        elif merged[index].get("status") == COMPLETE:
+            continue
+        else:
+            _check_same_run(merged[index], row, path)
+            merged[index] = dict(row)
+        taken.append(name)
+    return merged, taken
+
+
+def write_rows(path: Path, rows: list[dict], fields: list[str]) -> None:
+    """``rows`` as a results.csv with these columns (used for the merged copy beside a report)."""
+    with replacing(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
