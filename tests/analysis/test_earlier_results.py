@@ -26,6 +26,15 @@ def _write(path: Path, rows: list[dict], fields: list[str] = FIELDS) -> None:
         writer.writerows(rows)
 
 
+def _edit(path: Path, run: str, **cells: str) -> None:
+    """Change some cells of one run's row in a results.csv."""
+    rows = _rows(path)
+    for row in rows:
+        if row["run"] == run:
+            row.update(cells)
+    _write(path, rows)
+
+
 def _continued(root: Path, earlier_seeds: set[str], report: bool = False) -> tuple[Path, Path]:
     """A full sweep's results.csv in ``root/earlier`` (with its report when ``report``) and a new sweep
     dir of the same grid whose runs of ``earlier_seeds`` are pending there (their run directories
@@ -81,11 +90,7 @@ def test_the_merged_copy_can_be_included_again_by_the_next_continuation(tmp_path
 def test_a_run_complete_in_this_sweep_keeps_its_own_numbers(tmp_path):
     # prepare: the earlier file says something else for a run this sweep completed itself
     sweep, earlier = _continued(tmp_path, {"0"})
-    rows = _rows(earlier)
-    for row in rows:
-        if row["run"] == "mae-iid-ring-s2":
-            row["knn_mean"] = "0.1234"
-    _write(earlier, rows)
+    _edit(earlier, "mae-iid-ring-s2", knn_mean="0.1234")
     out = tmp_path / "docs"
     # execute
     code = report_main([str(sweep), "--out", str(out), "--include", str(earlier)])
@@ -112,11 +117,7 @@ def test_the_sweeps_own_results_csv_is_left_as_dssl_sweep_wrote_it(tmp_path):
 def test_an_earlier_run_of_a_changed_grid_cannot_stand_in(tmp_path, capsys):
     # prepare: the earlier file's run of a pending name was measured with other settings
     sweep, earlier = _continued(tmp_path, {"0"})
-    rows = _rows(earlier)
-    for row in rows:
-        if row["run"] == "mae-iid-ring-s0":
-            row["steps"] = "999"
-    _write(earlier, rows)
+    _edit(earlier, "mae-iid-ring-s0", steps="999")
     out = tmp_path / "docs"
     # execute
     code = report_main([str(sweep), "--out", str(out), "--include", str(earlier)])
