@@ -43,8 +43,8 @@ study: setup
 	$(VENV)/bin/dssl report runs/sweeps/claims --out docs/results/claims4
 	$(MAKE) claims
 
-# The paper's regime at CPU scale: 16 peers, claim 2 (ring against full graph) and claim 3 (MAR
-# against MAE on the ring), 11 seeds each (44 swarm runs of 7-13 min on 2 cores), claim 1b (SimSiam
+# The paper's regime at CPU scale: 16 peers, claim 2 (ring against full graph, 11 seeds: 22 swarm
+# runs of 7-13 min on 2 cores), claim 3 (MAR against MAE on the ring, 30 seeds: 60 runs), claim 1b (SimSiam
 # and MAE on one ViT, IID against feature skew, 28 seeds: 112 runs of 6-16 min); resumable; reports
 # and claims.csv in docs/results/connectivity16, mar16 and feature16, and the ledger.
 study16: setup

@@ -5,7 +5,10 @@ directory starts empty: ``dssl sweep GRID --only seed=21 seed=22`` runs the seed
 ``dssl report SWEEP --include docs/results/feature16/results.csv`` decides the claims over both. An
 earlier run enters only where this sweep has no complete run of the same name, and only when its
 resolved settings (objective, partition, topology, peers, steps, period, faults, seed) equal those of
-the sweep's run of that name, so a row can never stand in for a run of a changed grid. Its run
+the sweep's run of that name, so a row can never stand in for a run of a changed grid. A file
+written before results.csv gained a figure column (``knn_last_quarter_gain``, say) still enters:
+those cells stay blank for its runs and the report names the columns; a missing label or setting
+column, or a column this sweep does not have, refuses the file. Its run
 directory stays where it was measured: plots that read per-round files leave it out, the report
 says how many runs came from where, and every statistic and claim counts it like a run of this sweep.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from analysis.results import MEASURED_COLUMNS
 from peer.atomic_file import replacing
 
 SETTINGS = ("objective", "partition", "topology", "peers", "steps", "period", "faults", "seed")
@@ -25,8 +29,9 @@ class IncludeError(ValueError):
     """An earlier results.csv that cannot be merged: missing, of another grid, or contradicting this sweep."""
 
 
-def read_earlier(path: Path, fields: list[str]) -> list[dict]:
-    """The rows of an earlier results.csv whose columns are exactly ``fields`` (as text)."""
+def read_earlier(path: Path, fields: list[str]) -> tuple[list[dict], list[str]]:
+    """The rows of an earlier results.csv (as text) laid out in ``fields``, and the figure columns
+    of ``fields`` it lacks (blank in its rows: measured by a later version of ``dssl sweep``)."""
     if not path.is_file():
         raise IncludeError(f"{path}: no such file (give the results.csv of an earlier report)")
     try:
@@ -36,16 +41,16 @@ def read_earlier(path: Path, fields: list[str]) -> list[dict]:
             columns = list(reader.fieldnames or [])
     except (UnicodeDecodeError, csv.Error) as exc:
         raise IncludeError(f"{path}: not a readable CSV file ({exc})") from exc
-    if set(columns) != set(fields):
-        missing = sorted(set(fields) - set(columns))
-        extra = sorted(set(columns) - set(fields))
+    missing = [f for f in fields if f not in columns]
+    extra = sorted(set(columns) - set(fields))
+    if extra or not set(missing) <= MEASURED_COLUMNS:
         raise IncludeError(
             f"{path}: its columns differ from this sweep's results.csv (missing {missing or 'none'}, "
             f"extra {extra or 'none'}): not the same grid"
         )
     if any(None in row for row in rows):
         raise IncludeError(f"{path}: a row has more cells than the header")
-    return rows
+    return [{f: row.get(f, "") for f in fields} for row in rows], missing
 
 
 def _check_same_run(ours: dict, theirs: dict, path: Path) -> None:

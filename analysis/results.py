@@ -70,6 +70,8 @@ FIXED_COLUMNS = frozenset(RESULT_COLUMNS_HEAD + RESULT_COLUMNS_TAIL)  # every co
 _INT_COLUMNS = {"seed", "peers", "steps", "period", "bytes_out_total", "rounds_min"}
 _TEXT_COLUMNS = {"objective", "partition", "topology", "faults", "run_dir"}
 _FLOAT_COLUMNS = set(RESULT_COLUMNS_TAIL) - _INT_COLUMNS - _TEXT_COLUMNS
+# a complete run's figures (not its label or settings): the columns results.csv gains over time
+MEASURED_COLUMNS = frozenset(_FLOAT_COLUMNS | {"bytes_out_total", "rounds_min"})
 _MANIFEST_COLUMNS = ("objective", "partition", "topology", "peers", "steps", "period", "wall_s", "run_dir")
 _DIAGNOSTIC_COLUMNS = (
     "encoder_consensus_distance",

@@ -33,13 +33,15 @@ MATCH_COLUMNS = ("objective", "partition", "topology", "peers", "steps", "period
 @dataclass
 class Sweep:
     """A loaded sweep directory: its rows, axis columns and grid; ``imported`` names the runs whose rows
-    came from an earlier results.csv (run name -> that file), whose run directories are not here."""
+    came from an earlier results.csv (run name -> that file), whose run directories are not here;
+    ``unmeasured`` the figure columns such a file lacks (blank for its runs)."""
 
     path: Path
     rows: list[dict]
     fields: list[str]
     grid: dict
     imported: dict[str, Path] = field(default_factory=dict)
+    unmeasured: dict[Path, list[str]] = field(default_factory=dict)  # earlier file -> columns it lacks
 
     @property
     def complete(self) -> list[dict]:
@@ -73,12 +75,16 @@ def load_sweep(sweep_dir: str | Path, include: Sequence[Path] = ()) -> Sweep:
         rows = list(reader)
         fields = list(reader.fieldnames or [])
     imported: dict[str, Path] = {}
+    unmeasured: dict[Path, list[str]] = {}
     for earlier in include:
-        rows, taken = merge_earlier(rows, read_earlier(Path(earlier), fields), Path(earlier))
+        earlier_rows, missing = read_earlier(Path(earlier), fields)
+        rows, taken = merge_earlier(rows, earlier_rows, Path(earlier))
         imported.update(dict.fromkeys(taken, Path(earlier)))
+        if missing:
+            unmeasured[Path(earlier)] = missing
     grid_path = path / GRID_FILE
     grid = (yaml.safe_load(grid_path.read_text(encoding="utf-8")) or {}) if grid_path.is_file() else {}
-    return Sweep(path=path, rows=rows, fields=fields, grid=grid, imported=imported)
+    return Sweep(path=path, rows=rows, fields=fields, grid=grid, imported=imported, unmeasured=unmeasured)
 
 
 def as_float(value) -> float | None:

@@ -84,9 +84,18 @@ def _imported_lines(sweep: Sweep) -> list[str]:
     return [
         f"* {len(names)} complete runs taken from earlier results `{source}` (seeds "
         f"{_seed_span(sweep, names)}): in every statistic and claim, not in the per-round plots "
-        "(their run directories are not in this sweep directory)"
+        f"(their run directories are not in this sweep directory){_unmeasured_text(sweep, source)}"
         for source, names in sources.items()
     ]
+
+
+def _unmeasured_text(sweep: Sweep, source: Path) -> str:
+    """The figure columns an earlier file predates (blank for its runs), as a clause of its line."""
+    missing = sweep.unmeasured.get(source)
+    if not missing:
+        return ""
+    names = ", ".join(f"`{m}`" for m in missing)
+    return f"; written before results.csv had {names}, so those cells are blank for its runs"
 
 
 def _seed_span(sweep: Sweep, names: list[str]) -> str:

@@ -150,3 +150,35 @@ def test_unusable_earlier_files_are_refused_clearly(tmp_path, capsys):
         # assert
         assert code == 2, argv
         assert message in capsys.readouterr().err, argv
+
+
+def test_an_earlier_file_without_a_newer_figure_column_enters_with_blank_cells(tmp_path):
+    # prepare: the earlier file was written before results.csv had knn_last_quarter_gain
+    sweep, earlier = _continued(tmp_path, {"0", "1"})
+    older = [c for c in FIELDS if c != "knn_last_quarter_gain"]
+    _write(earlier, [{c: row[c] for c in older} for row in _rows(earlier)], older)
+    out = tmp_path / "docs"
+    # execute
+    code = report_main([str(sweep), "--out", str(out), "--include", str(earlier)])
+    # assert: its runs count, the new column stays blank for them, and the report says so
+    assert code == 0
+    merged = {r["run"]: r for r in _rows(out / "results.csv")}
+    assert merged["mae-iid-ring-s0"]["knn_mean"] == next(
+        r["knn_mean"] for r in _rows(earlier) if r["run"] == "mae-iid-ring-s0"
+    )
+    assert merged["mae-iid-ring-s0"]["knn_last_quarter_gain"] == ""
+    text = (out / "report.md").read_text()
+    assert "34 complete runs taken from earlier results" in text
+    assert "written before results.csv had `knn_last_quarter_gain`" in text
+
+
+def test_an_earlier_file_without_a_setting_column_is_refused(tmp_path, capsys):
+    # prepare: a file that lacks `steps` could stand in for a run of another length
+    sweep, earlier = _continued(tmp_path, {"0"})
+    fewer = [c for c in FIELDS if c != "steps"]
+    _write(earlier, [{c: row[c] for c in fewer} for row in _rows(earlier)], fewer)
+    # execute
+    code = report_main([str(sweep), "--include", str(earlier)])
+    # assert
+    assert code == 2
+    assert "missing ['steps']" in capsys.readouterr().err
