@@ -59,6 +59,10 @@ class Transport:
         return None
 
 
+class StartInterrupted(RuntimeError):
+    """A stop (Ctrl-C, SIGTERM) was requested while the swarm was still starting its peers."""
+
+
 class PeerStartError(RuntimeError):
     """A peer exited or did not become ready in time (the message carries its last log lines)."""
 
@@ -238,15 +242,22 @@ class SwarmProcesses:
                 log.warning("peer %s: could not send its credentials on stdin: %s", plan.peer_id, exc)
         return popen, offset
 
-    def wait_ready(self, peer_ids: list[str] | None = None, timeout: float = 180.0) -> dict[str, dict]:
+    def wait_ready(
+        self,
+        peer_ids: list[str] | None = None,
+        timeout: float = 180.0,
+        stop_requested: Callable[[], bool] = lambda: False,
+    ) -> dict[str, dict]:
         """Poll until the given peers (default: all started) have written ``ready.json``.
 
-        Raises PeerStartError naming a peer that exited first or was not ready in time.
+        Raises PeerStartError naming a peer that exited first or was not ready in time, and
+        StartInterrupted as soon as ``stop_requested()`` is true.
         """
         ids = list(peer_ids if peer_ids is not None else self.processes)
         deadline = time.monotonic() + timeout
         ready: dict[str, dict] = {}
         while True:
+            _check_stop(stop_requested, ids, ready)
             for peer_id in ids:
                 if peer_id not in ready and (info := self._check_ready(peer_id)) is not None:
                     ready[peer_id] = info
@@ -279,15 +290,22 @@ class SwarmProcesses:
             )
         return None
 
-    def start(self, wait_all: bool = True, hold: frozenset[str] | set[str] = frozenset()) -> None:
+    def start(
+        self,
+        wait_all: bool = True,
+        hold: frozenset[str] | set[str] = frozenset(),
+        stop_requested: Callable[[], bool] = lambda: False,
+    ) -> None:
         """Start the bootstrap peer, wait for it, then start the others joining through it.
 
-        Peers in ``hold`` are not started (a fault schedule ``join``s them later)."""
+        Peers in ``hold`` are not started (a fault schedule ``join``s them later). Raises
+        StartInterrupted once ``stop_requested()`` is true (Ctrl-C while 16 peers load their
+        models must not wait for all of them); the caller stops the peers started so far."""
         timeout = self.plan.settings.ready_timeout_s
         first, *rest = [p for p in self.plan.peers if p.peer_id not in hold]
         barrier = ["--wait-peers", str(len(rest) + 1)]  # the swarm starts training together
         self.start_peer(first.peer_id, extra_args=barrier)
-        info = self.wait_ready([first.peer_id], timeout=timeout)[first.peer_id]
+        info = self.wait_ready([first.peer_id], timeout, stop_requested)[first.peer_id]
         self.bootstrap = list(info.get("maddrs") or [])
         if not self.bootstrap:
             raise PeerStartError(
@@ -295,9 +313,10 @@ class SwarmProcesses:
                 f"ready.json; is it running with a static peer list?"
             )
         for peer in rest:
+            _check_stop(stop_requested, [peer.peer_id], {})
             self.start_peer(peer.peer_id, bootstrap=self.bootstrap, extra_args=barrier)
         if wait_all:
-            self.wait_ready(timeout=timeout)
+            self.wait_ready(timeout=timeout, stop_requested=stop_requested)
 
     # -- watching -------------------------------------------------------------------------------
 
@@ -432,8 +451,19 @@ def supervise(
         time.sleep(POLL_S)
     if before_stop is not None:
         before_stop()
-    if swarm.alive():
-        if forwarder.requested > 1:
-            return swarm.stop(deadline_s=0.1, sig=signal.SIGKILL)
-        return swarm.stop()
-    return swarm.wait(timeout=0)
+    return stop_as_requested(swarm, forwarder)
+
+
+def stop_as_requested(swarm: SwarmProcesses, forwarder: SignalForwarder) -> dict[str, int | None]:
+    """Stop what still runs: gracefully, or SIGKILL after a second Ctrl-C; the exit codes."""
+    if not swarm.alive():
+        return swarm.wait(timeout=0)
+    if forwarder.requested > 1:
+        return swarm.stop(deadline_s=0.1, sig=signal.SIGKILL)
+    return swarm.stop()
+
+
+def _check_stop(stop_requested: Callable[[], bool], waiting: list[str], ready: dict) -> None:
+    if stop_requested():
+        starting = [peer_id for peer_id in waiting if peer_id not in ready]
+        raise StartInterrupted(f"stop requested while peer(s) {', '.join(starting)} were starting")

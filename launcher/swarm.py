@@ -36,8 +36,10 @@ from launcher.processes import (
     PEER_COMMAND,
     PeerStartError,
     SignalForwarder,
+    StartInterrupted,
     SwarmProcesses,
     Transport,
+    stop_as_requested,
     supervise,
     tail,
 )
@@ -138,7 +140,10 @@ def run_swarm(
     finally:
         if zygote is not None:
             zygote.close()
-    _report_crashes(run, codes, where)
+    stopped = {p for p, proc in swarm.processes.items() if proc.expected_exit}
+    _report_crashes(
+        run, {p: c for p, c in codes.items() if not (p in stopped and c is not None and c < 0)}, where
+    )
     return run, codes
 
 
@@ -156,7 +161,8 @@ def _zygote(plan: SwarmPlan, transports: dict, peer_command: tuple[str, ...]) ->
 
 
 def _report_crashes(run: RunDir, codes: dict[str, int | None], where: dict[str, str]) -> None:
-    """The last log lines of every peer that ended with an error, on stderr."""
+    """The last log lines of every peer that ended with an error, on stderr (the caller leaves out
+    peers ended by a signal the launcher sent: a Ctrl-C while a peer loads ends it with -SIGTERM)."""
     for peer_id, code in codes.items():
         if code not in (0, None):
             host = f" on {where[peer_id]}" if peer_id in where else ""
@@ -215,9 +221,15 @@ def start_and_supervise(
     """Start ``swarm`` (holding back the schedule's late joiners), call ``on_ready``, apply
     ``schedule`` while supervising it (``on_tick`` on every poll), undo process faults, then stop.
 
-    Raises ``PeerStartError`` like :meth:`SwarmProcesses.start`.
+    Raises ``PeerStartError`` like :meth:`SwarmProcesses.start`. A stop requested while the peers
+    are still starting stops the ones started so far at once.
     """
-    swarm.start(wait_all=True, hold=schedule.late_joiners() if schedule else frozenset())
+    hold = schedule.late_joiners() if schedule else frozenset()
+    try:
+        swarm.start(wait_all=True, hold=hold, stop_requested=lambda: forwarder.requested > 0)
+    except StartInterrupted as exc:
+        log.warning("%s: stopping the %d peer(s) started so far", exc, len(swarm.processes))
+        return stop_as_requested(swarm, forwarder)
     if on_ready is not None:
         on_ready()
     if schedule is None:

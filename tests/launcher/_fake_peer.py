@@ -4,7 +4,9 @@ Started by ``SwarmProcesses`` exactly like ``dssl peer`` (``--config PATH`` + ex
 writes ready.json (its pid, a fake multiaddr) into its run dir, then appends one ``round`` record
 to metrics.jsonl every ``TICK_S`` (continuing after the last logged round, as a resumed peer
 would), and exits 0 on SIGTERM — after ``FAKE_PEER_EXIT_DELAY_S`` seconds if that is set in its
-environment (a process slow to exit, like a peer freeing a large heap on a loaded host).
+environment (a process slow to exit, like a peer freeing a large heap on a loaded host). With
+``FAKE_PEER_READY_DELAY_S`` it first waits that long before it is ready (a peer loading its model
+and data); a SIGTERM meanwhile ends it at once, never ready.
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ def main(argv: list[str]) -> int:
     last = -1
     if metrics.is_file():
         last = max((json.loads(line)["round"] for line in metrics.read_text().splitlines()), default=-1)
+    ready_at = time.monotonic() + float(os.environ.get("FAKE_PEER_READY_DELAY_S", "0"))
+    while not stop and time.monotonic() < ready_at:
+        time.sleep(TICK_S)
+    if stop:
+        return 0
     ready = {"peer_id": peer_id, "pid": os.getpid(), "maddrs": [f"/ip4/127.0.0.1/tcp/1/p2p/{peer_id}"]}
     _write_json(run_dir / READY_FILE, ready)
     round_ = last + 1
