@@ -140,10 +140,7 @@ def run_swarm(
     finally:
         if zygote is not None:
             zygote.close()
-    stopped = {p for p, proc in swarm.processes.items() if proc.expected_exit}
-    _report_crashes(
-        run, {p: c for p, c in codes.items() if not (p in stopped and c is not None and c < 0)}, where
-    )
+    _report_crashes(run, codes, where, {p for p, proc in swarm.processes.items() if proc.expected_exit})
     return run, codes
 
 
@@ -160,11 +157,11 @@ def _zygote(plan: SwarmPlan, transports: dict, peer_command: tuple[str, ...]) ->
         return None
 
 
-def _report_crashes(run: RunDir, codes: dict[str, int | None], where: dict[str, str]) -> None:
-    """The last log lines of every peer that ended with an error, on stderr (the caller leaves out
-    peers ended by a signal the launcher sent: a Ctrl-C while a peer loads ends it with -SIGTERM)."""
+def _report_crashes(run: RunDir, codes: dict[str, int | None], where: dict[str, str], stopped: set) -> None:
+    """The last log lines of every peer that ended with an error, on stderr; not of a ``stopped``
+    peer that a signal ended (a Ctrl-C while a peer loads ends it with -SIGTERM)."""
     for peer_id, code in codes.items():
-        if code not in (0, None):
+        if code not in (0, None) and not (peer_id in stopped and code < 0):
             host = f" on {where[peer_id]}" if peer_id in where else ""
             print(
                 f"dssl swarm: peer {peer_id}{host} exited with code {code}; last log lines:\n"
