@@ -15,6 +15,22 @@ from tests.launcher.swarm_util import reaped_swarm, tiny_plan, wait_for
 FAKE_PEER = (sys.executable, str(Path(__file__).resolve().parent / "_fake_peer.py"))
 
 
+def _start_with_ctrl_c_once(swarm, condition, what: str) -> tuple[SignalForwarder, dict]:
+    """start_and_supervise ``swarm`` under a SignalForwarder, with a real SIGINT to this process
+    as soon as ``condition()`` holds (polled from a thread); the forwarder and the exit codes."""
+
+    def ctrl_c() -> None:
+        wait_for(condition, 30, what, poll_s=0.02)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=ctrl_c, daemon=True)
+    with SignalForwarder() as forwarder:
+        thread.start()
+        codes = start_and_supervise(swarm, None, forwarder)
+    thread.join(timeout=30)
+    return forwarder, codes
+
+
 def test_ctrl_c_while_the_bootstrap_peer_loads_stops_it_without_starting_the_others(
     tmp_path, reaper, monkeypatch
 ):
@@ -22,17 +38,8 @@ def test_ctrl_c_while_the_bootstrap_peer_loads_stops_it_without_starting_the_oth
     # Ctrl-C arrives as soon as the bootstrap peer exists
     monkeypatch.setenv("FAKE_PEER_READY_DELAY_S", "60")
     swarm = reaped_swarm(tiny_plan(3, "t-start", steps=None), tmp_path, reaper, peer_command=FAKE_PEER)
-
-    def ctrl_c_once_spawned() -> None:
-        wait_for(lambda: swarm.processes, 30, "the bootstrap peer to be spawned", poll_s=0.02)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    thread = threading.Thread(target=ctrl_c_once_spawned, daemon=True)
     # execute
-    with SignalForwarder() as forwarder:
-        thread.start()
-        codes = start_and_supervise(swarm, None, forwarder)
-    thread.join(timeout=30)
+    forwarder, codes = _start_with_ctrl_c_once(swarm, lambda: swarm.processes, "the bootstrap peer spawned")
     # assert: the bootstrap peer was stopped by SIGTERM (its handler exits 0; one not installed
     # yet leaves -SIGTERM, never SIGKILL) before it was ready; no other peer was spawned and
     # nothing is left running
@@ -55,17 +62,8 @@ def test_ctrl_c_while_the_others_load_stops_every_peer_started(tmp_path, reaper,
         return original(peer_id, *args, **kw)
 
     swarm.start_peer = start_peer
-
-    def ctrl_c_once_all_spawned() -> None:
-        wait_for(lambda: len(swarm.processes) == 3, 30, "three peers spawned", poll_s=0.02)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    thread = threading.Thread(target=ctrl_c_once_all_spawned, daemon=True)
     # execute
-    with SignalForwarder() as forwarder:
-        thread.start()
-        codes = start_and_supervise(swarm, None, forwarder)
-    thread.join(timeout=30)
+    _, codes = _start_with_ctrl_c_once(swarm, lambda: len(swarm.processes) == 3, "three peers spawned")
     # assert: all three stopped cleanly; the two slow ones never became ready
     assert sorted(codes) == ["p0", "p1", "p2"]
     assert all(code in (0, -signal.SIGTERM) for code in codes.values())
