@@ -3,9 +3,12 @@
 A 16-peer grid takes days on two cores and may be continued on another machine, where the sweep
 directory starts empty: ``dssl sweep GRID --only seed=21 seed=22`` runs the seeds still missing, and
 ``dssl report SWEEP --include docs/results/feature16/results.csv`` decides the claims over both. An
-earlier run enters only where this sweep has no complete run of the same name, and only when its
-resolved settings (objective, partition, topology, peers, steps, period, faults, seed) equal those of
-the sweep's run of that name, so a row can never stand in for a run of a changed grid. A file
+earlier run enters only where this sweep's grid has a run of the same name that is not complete
+here, and only when its resolved settings (objective, partition, topology, peers, steps, period,
+faults, seed) equal those of the sweep's run of that name, so a row can never stand in for a run of
+a changed grid. Runs of the earlier file that this grid does not have are left out and counted (a
+grid may share some runs with another: dirichlet16 takes feature16's IID runs, not its feature-skew
+ones). A file
 written before results.csv gained a figure column (``knn_last_quarter_gain``, say) still enters:
 those cells stay blank for its runs and the report names the columns; a missing label or setting
 column, or a column this sweep does not have, refuses the file. Its run
@@ -62,29 +65,32 @@ def _check_same_run(ours: dict, theirs: dict, path: Path) -> None:
             )
 
 
-def merge_earlier(rows: list[dict], earlier: list[dict], path: Path) -> tuple[list[dict], list[str]]:
-    """``rows`` with each of their incomplete runs replaced by the earlier complete run of that name,
-    then the earlier complete runs this sweep does not have at all; and the names taken from ``path``.
+def merge_earlier(
+    rows: list[dict], earlier: list[dict], path: Path
+) -> tuple[list[dict], list[str], list[str]]:
+    """``rows`` with each of their incomplete runs replaced by the earlier complete run of that name;
+    the names taken from ``path``; and the names of its complete runs this sweep's grid does not
+    have, which are left out (another grid sharing some runs, e.g. its other split).
 
     A run complete here is kept as it is (this sweep's own measurement wins)."""
     ours = {row["run"]: index for index, row in enumerate(rows)}
     merged = [dict(row) for row in rows]
     taken: list[str] = []
+    foreign: list[str] = []
     for row in earlier:
         name = row.get("run") or ""
         if row.get("status") != COMPLETE or not name:
             continue
         index = ours.get(name)
         if index is None:
-            merged.append(dict(row))
-            ours[name] = len(merged) - 1
-        elif merged[index].get("status") == COMPLETE:
+            foreign.append(name)
             continue
-        else:
-            _check_same_run(merged[index], row, path)
-            merged[index] = dict(row)
+        if merged[index].get("status") == COMPLETE:
+            continue
+        _check_same_run(merged[index], row, path)
+        merged[index] = dict(row)
         taken.append(name)
-    return merged, taken
+    return merged, taken, foreign
 
 
 def write_rows(path: Path, rows: list[dict], fields: list[str]) -> None:

@@ -34,7 +34,8 @@ MATCH_COLUMNS = ("objective", "partition", "topology", "peers", "steps", "period
 class Sweep:
     """A loaded sweep directory: its rows, axis columns and grid; ``imported`` names the runs whose rows
     came from an earlier results.csv (run name -> that file), whose run directories are not here;
-    ``unmeasured`` the figure columns such a file lacks (blank for its runs)."""
+    ``unmeasured`` the figure columns such a file lacks (blank for its runs); ``left_out`` the
+    complete runs of such a file that are not runs of this grid."""
 
     path: Path
     rows: list[dict]
@@ -42,6 +43,7 @@ class Sweep:
     grid: dict
     imported: dict[str, Path] = field(default_factory=dict)
     unmeasured: dict[Path, list[str]] = field(default_factory=dict)  # earlier file -> columns it lacks
+    left_out: dict[Path, list[str]] = field(default_factory=dict)  # earlier file -> runs not of this grid
 
     @property
     def complete(self) -> list[dict]:
@@ -76,15 +78,19 @@ def load_sweep(sweep_dir: str | Path, include: Sequence[Path] = ()) -> Sweep:
         fields = list(reader.fieldnames or [])
     imported: dict[str, Path] = {}
     unmeasured: dict[Path, list[str]] = {}
+    left_out: dict[Path, list[str]] = {}
     for earlier in include:
         earlier_rows, missing = read_earlier(Path(earlier), fields)
-        rows, taken = merge_earlier(rows, earlier_rows, Path(earlier))
+        rows, taken, foreign = merge_earlier(rows, earlier_rows, Path(earlier))
         imported.update(dict.fromkeys(taken, Path(earlier)))
         if missing:
             unmeasured[Path(earlier)] = missing
+        if foreign:
+            left_out[Path(earlier)] = foreign
     grid_path = path / GRID_FILE
     grid = (yaml.safe_load(grid_path.read_text(encoding="utf-8")) or {}) if grid_path.is_file() else {}
-    return Sweep(path=path, rows=rows, fields=fields, grid=grid, imported=imported, unmeasured=unmeasured)
+    merged = {"imported": imported, "unmeasured": unmeasured, "left_out": left_out}
+    return Sweep(path=path, rows=rows, fields=fields, grid=grid, **merged)
 
 
 def as_float(value) -> float | None:

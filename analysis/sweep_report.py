@@ -86,6 +86,9 @@ def _imported_lines(sweep: Sweep) -> list[str]:
         f"{_seed_span(sweep, names)}): in every statistic and claim, not in the per-round plots "
         f"(their run directories are not in this sweep directory){_unmeasured_text(sweep, source)}"
         for source, names in sources.items()
+    ] + [
+        f"* {len(names)} complete runs of `{source}` are not runs of this grid (e.g. `{names[0]}`): left out"
+        for source, names in sweep.left_out.items()
     ]
 
 

@@ -114,6 +114,28 @@ def test_the_sweeps_own_results_csv_is_left_as_dssl_sweep_wrote_it(tmp_path):
     assert "34 complete runs taken from earlier results" in (sweep / "report.md").read_text()
 
 
+def test_runs_of_the_earlier_file_that_this_grid_lacks_are_left_out_and_counted(tmp_path):
+    # prepare: the earlier file also holds a run of another grid (a split this grid does not have)
+    sweep, earlier = _continued(tmp_path, {"0", "1"}, report=True)
+    full_claims = (earlier.parent / "claims.csv").read_text()
+    rows = _rows(earlier)
+    stranger = {**rows[0], "run": "mae-feature-ring-s0", "knn_mean": "0.1"}
+    _write(earlier, [*rows, stranger])
+    out = tmp_path / "docs"
+    # execute
+    code = report_main([str(sweep), "--out", str(out), "--include", str(earlier)])
+    # assert: the same rows and decisions as without it, and the report names what it left out
+    assert code == 0
+    assert [r["run"] for r in _rows(out / "results.csv")] == [r["run"] for r in rows]
+    assert (out / "claims.csv").read_text() == full_claims
+    text = (out / "report.md").read_text()
+    assert (
+        f"* 1 complete runs of `{earlier}` are not runs of this grid (e.g. `mae-feature-ring-s0`): left out"
+        in text
+    )
+    assert "34 complete runs taken from earlier results" in text
+
+
 def test_an_earlier_run_of_a_changed_grid_cannot_stand_in(tmp_path, capsys):
     # prepare: the earlier file's run of a pending name was measured with other settings
     sweep, earlier = _continued(tmp_path, {"0"})
