@@ -1,10 +1,11 @@
-"""``dssl swarm`` and ``dssl demo``: plan -> run directory -> start peers -> supervise -> collect.
+"""``dssl swarm`` (and the swarm of ``dssl demo``): plan -> run dir -> start peers -> supervise -> collect.
 
 ``dssl swarm --config examples/swarm.yaml`` (or ``--peers N``) runs a swarm on this host;
 ``dssl swarm --hosts examples/hosts.yaml`` spreads it over the hosts of an inventory
-(:mod:`launcher.hosts`). Both go through :func:`run_swarm`. ``dssl demo`` is the 4-peer
-Fashion-MNIST swarm of ``make demo``; its last line is ``RESULT peers=... min_rounds=...
-knn_acc_mean=... knn_acc_random_init=... consensus_distance=... run_dir=...``.
+(:mod:`launcher.hosts`). Both go through :func:`run_swarm`, as does ``dssl demo``
+(:mod:`launcher.demo`); the last line is ``RESULT peers=... min_rounds=... knn_acc_mean=...
+knn_acc_random_init=... consensus_distance=... run_dir=...``. Ctrl-C (or SIGTERM) stops the swarm
+cleanly; the table and RESULT line of what it reached still print, and the command exits 130.
 
 After the peers exit, both evaluate the consensus model θ̄ of the peers live at the end
 (:mod:`peer.consensus`: data-size-weighted mean of their final models; kNN, linear probe and
@@ -45,6 +46,7 @@ from launcher.processes import (
 )
 from launcher.progress_printer import DEFAULT_INTERVAL_S, ProgressPrinter
 from launcher.run_setup import Timeline, create_run_dir, write_manifest, write_peer_configs
+from launcher.signal_watch import INTERRUPTED_EXIT, SignalWatch
 from launcher.spec import SpecError, SwarmPlan, load_plan
 from launcher.zygote_client import Zygote, ZygoteError
 from peer.config import ConfigError
@@ -52,9 +54,6 @@ from peer.consensus import write_consensus
 from peer.rundir import PARTITION_FILES, RunDir
 
 log = logging.getLogger(__name__)
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-DEMO_SPEC = EXAMPLES / "demo_swarm.yaml"
 
 
 def prepare_run(
@@ -281,7 +280,7 @@ def check_secret_file(path: Path | None) -> None:
         raise SpecError(f"--swarm-secret-file: {exc}") from None
 
 
-def _parser(
+def command_parser(
     prog: str, description: str, default_spec: Path | None, baselines: bool = False
 ) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=description)
@@ -339,19 +338,24 @@ def _security_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _report(run: RunDir, codes: dict[str, int | None], args: argparse.Namespace) -> int:
-    """The per-peer table, the consensus model θ̄ and the baselines (when asked and a peer
-    finished), the RESULT line last. Non-zero when a peer crashed, none finished or θ̄ / the
-    baselines could not be evaluated."""
+def report_swarm(
+    run: RunDir, codes: dict[str, int | None], args: argparse.Namespace, interrupted: bool = False
+) -> int:
+    """The per-peer table, the consensus model θ̄ and the baselines (when asked, a peer finished
+    and the swarm was not interrupted), the RESULT line last. Non-zero when a peer crashed, none
+    finished or θ̄ / the baselines could not be evaluated; 130 when the swarm was interrupted."""
     swarm = collect(run.path)
     print(format_table(swarm))
     if swarm.consensus_distance is not None:
         print(f"consensus distance (1/N) sum ||theta_i - mean||^2 = {swarm.consensus_distance:.6g}")
-    consensus_ok = not (args.consensus and swarm.finished) or evaluate_consensus_model(run.path, "dssl")
-    fields = train_baselines(run.path, "dssl") if args.baselines and swarm.finished else ""
+    follow_up = swarm.finished and not interrupted
+    consensus_ok = not (args.consensus and follow_up) or evaluate_consensus_model(run.path, "dssl")
+    fields = train_baselines(run.path, "dssl") if args.baselines and follow_up else ""
     print(f"run directory: {run.path}")
     result = swarm.result_line()
     print(result.replace(" run_dir=", f" {fields} run_dir=") if fields else result, flush=True)
+    if interrupted:
+        return INTERRUPTED_EXIT
     crashed = [p for p, code in codes.items() if code not in (0, None)]
     return 1 if crashed or not swarm.finished or not consensus_ok or fields is None else 0
 
@@ -405,7 +409,7 @@ def consensus_main(argv: list[str]) -> int:
 
 
 def _swarm_parser() -> argparse.ArgumentParser:
-    p = _parser(
+    p = command_parser(
         "dssl swarm", "Start a gossip SSL swarm on this host (or on the hosts of an inventory).", None
     )
     p.add_argument("--hosts", type=Path, default=None, help="hosts inventory YAML (see examples/hosts.yaml)")
@@ -436,64 +440,19 @@ def swarm_main(argv: list[str]) -> int:
     args = _swarm_parser().parse_args(argv)
     try:
         plan, inventory, faults = _load_swarm(args)
-        run, codes = run_swarm(
-            plan,
-            argv,
-            inventory=inventory,
-            run_root=args.run_root,
-            duration_s=args.duration_s,
-            faults=faults,
-            insecure=args.insecure,
-            secret_file=args.swarm_secret_file,
-            progress_s=args.progress_s,
-        )
+        with SignalWatch() as watch:
+            run, codes = run_swarm(
+                plan,
+                argv,
+                inventory=inventory,
+                run_root=args.run_root,
+                duration_s=args.duration_s,
+                faults=faults,
+                insecure=args.insecure,
+                secret_file=args.swarm_secret_file,
+                progress_s=args.progress_s,
+            )
     except (SpecError, ConfigError, ScheduleError) as exc:
         print(f"dssl swarm: error: {exc}", file=sys.stderr)
         return 2
-    return _report(run, codes, args)
-
-
-def _describe(plan: SwarmPlan) -> str:
-    c = plan.peers[0].config
-    encoder = (
-        f"ViT width {c.objective.embed_dim} depth {c.objective.depth}"
-        if c.objective.name in ("mae", "mar") or c.objective.backbone == "vit"
-        else c.objective.backbone
-    )
-    return (
-        f"dssl demo: {len(plan.peers)} peers, {c.objective.name} on {encoder}, "
-        f"{c.data.dataset} split {c.data.partition}, topology {c.gossip.topology}, "
-        f"{c.train.steps} steps x batch {c.train.batch_size}, a gossip round every {c.train.period} steps"
-    )
-
-
-def demo_main(argv: list[str]) -> int:
-    """``dssl demo``: the 4-peer Fashion-MNIST swarm of ``make demo``; last line is the RESULT line."""
-    p = _parser(
-        "dssl demo",
-        "4-peer swarm on Fashion-MNIST (3 classes per peer, ring): kNN before/after, consensus, and the "
-        "same peers trained alone and centralised.",
-        DEMO_SPEC,
-        baselines=True,
-    )
-    args = p.parse_args(argv)
-    try:
-        plan = load_plan(args.config, size=args.peers, overrides=args.overrides)
-        check_secret_file(args.swarm_secret_file)
-        check_local_data(plan)
-    except (SpecError, ConfigError) as exc:
-        print(f"dssl demo: error: {exc}", file=sys.stderr)
-        return 2
-    print(_describe(plan), flush=True)
-    started = time.monotonic()
-    run, codes = run_swarm(
-        plan,
-        ["demo", *argv],
-        run_root=args.run_root,
-        duration_s=args.duration_s,
-        insecure=args.insecure,
-        secret_file=args.swarm_secret_file,
-        progress_s=args.progress_s,
-    )
-    print(f"dssl demo: swarm finished in {time.monotonic() - started:.0f} s")
-    return _report(run, codes, args)
+    return report_swarm(run, codes, args, watch.interrupted)

@@ -23,14 +23,12 @@ import argparse
 import json
 import logging
 import math
-import os
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from analysis.collect import collect
 from analysis.results import read_json, write_results
@@ -46,6 +44,7 @@ from launcher.grid import (
     select,
 )
 from launcher.hosts import load_inventory
+from launcher.signal_watch import INTERRUPTED_EXIT, SignalWatch
 from launcher.spec import SpecError, SwarmPlan
 from launcher.swarm import check_local_data, run_swarm
 from peer.atomic_file import write_json
@@ -173,52 +172,6 @@ def _manifests(grid: Grid, plans: dict[str, tuple[SwarmPlan, Any]]) -> dict[str,
 # ---- running ----------------------------------------------------------------------------------
 
 
-class _SignalWatch:
-    """Notices SIGINT / SIGTERM delivered while someone else's Python handler is installed.
-
-    ``run_swarm`` catches Ctrl-C itself (its ``SignalForwarder`` stops the swarm cleanly) and returns
-    as if the swarm had ended. The interpreter writes every handled signal's number to the wakeup fd
-    whoever's handler runs, so reading it afterwards tells the sweep the run was interrupted. Off the
-    main thread (where the wakeup fd cannot be set) nothing is noticed.
-    """
-
-    def __init__(self) -> None:
-        self.signals: set[int] = set()
-        self._fds: tuple[int, int] | None = None
-        self._previous = -1
-
-    def __enter__(self) -> Self:
-        read, write = os.pipe()
-        os.set_blocking(read, False)
-        os.set_blocking(write, False)
-        try:
-            self._previous = signal.set_wakeup_fd(write)
-        except ValueError:  # not the main thread
-            os.close(read)
-            os.close(write)
-            return self
-        self._fds = (read, write)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._fds is None:
-            return
-        signal.set_wakeup_fd(self._previous)
-        read, write = self._fds
-        try:
-            while chunk := os.read(read, 512):
-                self.signals.update(chunk)
-        except BlockingIOError:
-            pass
-        os.close(read)
-        os.close(write)
-        self._fds = None
-
-    @property
-    def interrupted(self) -> bool:
-        return bool(self.signals & {signal.SIGINT, signal.SIGTERM})
-
-
 def _default_runner(hosts: str | Path | None) -> Runner:
     inventory = load_inventory(hosts) if hosts is not None else None
     return lambda plan, argv, run_root, faults, insecure: run_swarm(
@@ -278,7 +231,7 @@ def _execute(
     print(f"dssl sweep: {tag} ...", flush=True)
     argv = ["sweep", str(grid.source), "--only", run.name]
     started = time.monotonic()
-    watch, knn, error, interrupted = _SignalWatch(), None, None, False
+    watch, knn, error, interrupted = SignalWatch(), None, None, False
     try:
         with watch:
             run_root = str(sweep_dir / SWEEP_RUNS_DIR / run.name)
@@ -343,7 +296,7 @@ def run_sweep(
     try:
         status = _run_all(grid, selected, plans, manifests, runner, keep_going)
     except KeyboardInterrupt:  # between two runs: nothing is running, the manifests are written
-        status = 130
+        status = INTERRUPTED_EXIT
     results = write_results(grid.sweep_dir)
     counts = {
         s: sum(1 for r in selected if manifests[r.name]["status"] == s)
@@ -399,7 +352,7 @@ def _run_all(
         write_results(grid.sweep_dir)
         if interrupted:
             print(f"dssl sweep: {tag} interrupted after {manifest['wall_s']:.0f} s", flush=True)
-            return 130
+            return INTERRUPTED_EXIT
         if manifest["status"] == "complete":
             shown = f"{knn:.3f}" if knn is not None and math.isfinite(knn) else "-"
             missing = "; " + ", ".join(manifest["follow_ups"]) if manifest.get("follow_ups") else ""

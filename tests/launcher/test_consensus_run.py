@@ -11,7 +11,7 @@ import pytest
 
 from analysis.run_report import write_report
 from launcher.cli import main as dssl
-from launcher.swarm import _report
+from launcher.swarm import report_swarm
 from peer.rundir import CONSENSUS_FILE
 from tests.launcher.swarm_util import reaped_swarm, tiny_plan
 
@@ -26,7 +26,7 @@ def test_a_swarm_run_writes_its_consensus_model_and_the_report_shows_it(tmp_path
     assert codes == {"p0": 0, "p1": 0}, [swarm.processes[p].log_path.read_text()[-2000:] for p in codes]
     capsys.readouterr()
     # execute: what `dssl swarm` does after the peers exit, then the report
-    code = _report(swarm.run, codes, argparse.Namespace(consensus=True, baselines=True))
+    code = report_swarm(swarm.run, codes, argparse.Namespace(consensus=True, baselines=True))
     out = capsys.readouterr().out
     report = write_report(swarm.run.path).read_text()
     # assert: both live peers weighted by their share sizes; kNN, linear and fine-tune measured
