@@ -45,8 +45,10 @@ study: setup
 
 # The paper's regime at CPU scale: 16 peers, claim 2 (ring against full graph, 11 seeds: 22 swarm
 # runs of 7-13 min on 2 cores), claim 3 (MAR against MAE on the ring, 30 seeds: 60 runs), claim 1b (SimSiam
-# and MAE on one ViT, IID against feature skew, 28 seeds: 112 runs of 6-16 min); resumable; reports
-# and claims.csv in docs/results/connectivity16, mar16 and feature16, and the ledger.
+# and MAE on one ViT, IID against feature skew, 28 seeds: 112 runs of 6-16 min), claim 1 (the same
+# against Dirichlet 0.1: the Dirichlet arms of 10 seeds, 20 runs, with feature16's IID arms);
+# resumable; reports and claims.csv in docs/results/connectivity16, mar16, feature16 and dirichlet16,
+# and the ledger.
 study16: setup
 	-$(VENV)/bin/dssl sweep examples/study/connectivity16.yaml
 	$(VENV)/bin/dssl report runs/sweeps/connectivity16 --out docs/results/connectivity16
@@ -54,13 +56,17 @@ study16: setup
 	$(VENV)/bin/dssl report runs/sweeps/mar16 --out docs/results/mar16
 	-$(VENV)/bin/dssl sweep examples/study/feature16.yaml
 	$(VENV)/bin/dssl report runs/sweeps/feature16 --out docs/results/feature16
+	-$(VENV)/bin/dssl sweep examples/study/dirichlet16.yaml --only split=dir0.1
+	$(VENV)/bin/dssl report runs/sweeps/dirichlet16 --out docs/results/dirichlet16 \
+		--include runs/sweeps/feature16/results.csv
 	$(MAKE) claims
 
 # One ledger of the paper's claims over the study reports: per claim, the row of record is the
 # strongest decision (powered and decisive first); the 16-peer studies are listed first (ties go to
 # the first listed), the one-backbone pilot before the 4-8-peer study.
 claims: setup
-	$(VENV)/bin/dssl claims $(wildcard docs/results/connectivity16 docs/results/mar16 docs/results/feature16) \
+	$(VENV)/bin/dssl claims $(wildcard docs/results/connectivity16 docs/results/mar16 docs/results/feature16 \
+		docs/results/dirichlet16) \
 		docs/results/backbone16_pilot docs/results/claims4 \
 		--out docs/results/claims.csv
 
