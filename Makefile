@@ -46,7 +46,7 @@ study: setup
 # The paper's regime at CPU scale: 16 peers, claim 2 (ring against full graph, 11 seeds: 22 swarm
 # runs of 7-13 min on 2 cores), claim 3 (MAR against MAE on the ring, 30 seeds: 60 runs), claim 1b (SimSiam
 # and MAE on one ViT, IID against feature skew, 28 seeds: 112 runs of 6-16 min), claim 1 (the same
-# against Dirichlet 0.1: the Dirichlet arms of 10 seeds, 20 runs, with feature16's IID arms);
+# against Dirichlet 0.1: the Dirichlet arms of 12 seeds, 24 runs, with feature16's IID arms);
 # resumable; reports and claims.csv in docs/results/connectivity16, mar16, feature16 and dirichlet16,
 # and the ledger.
 study16: setup
