@@ -20,7 +20,10 @@ A sweep's ``grid.yaml`` may carry a ``claims:`` list. Each claim compares two qu
   ``linear_mean``, a θ̄ column ...): a ``drop`` side measures that column's drop, any other side
   that column itself. Without it, each side's ``quantity`` / ``metric`` says.
 * Statistics: mean over seeds with a 95 % Student-t CI; the comparison is the per-seed paired
-  difference a − b (Welch's unequal-variance interval when a and b were not run on the same seeds).
+  difference a − b over the seeds both sides have. A seed that only one side has (its pair still
+  running, or failed) is left out of both sides and named in the reasons: mixing it in would turn
+  a paired design into an unpaired one and can flip the decision on one unpaired run. Welch's
+  unequal-variance interval is used only when the sides share fewer than 2 seeds (run apart).
 * The decision (issue 14, items 4-5; :func:`analysis.power.decide`) rests on the *effect*: the
   paired difference signed in the paper's direction (b − a for ``a < b``, a − b for ``a > b``), its
   95 % CI and ``delta`` (δ > 0): ``confirmed`` (CI above 0), ``refuted`` (CI below 0), ``refuted
@@ -285,9 +288,36 @@ def quantity_per_seed(rows: list[dict], q: Quantity) -> dict[str, float]:
 
 
 def _side(rows: list[dict], q: Quantity) -> SideStats:
-    per_seed = quantity_per_seed(rows, q)
+    return _stats(q.describe(), quantity_per_seed(rows, q))
+
+
+def _stats(description: str, per_seed: dict[str, float]) -> SideStats:
     mean, low, high = mean_ci(list(per_seed.values()))
-    return SideStats(description=q.describe(), per_seed=per_seed, mean=mean, low=low, high=high)
+    return SideStats(description=description, per_seed=per_seed, mean=mean, low=low, high=high)
+
+
+def _on_shared_seeds(a: SideStats, b: SideStats, reasons: list[str]) -> tuple[SideStats, SideStats]:
+    """Both sides restricted to the seeds they share, when they share at least 2; each seed left
+    out is named, so a run whose pair is still missing cannot silently change the decision."""
+    shared = set(a.per_seed) & set(b.per_seed)
+    if len(shared) < 2:
+        return a, b
+    for name, side in (("a", a), ("b", b)):
+        extra = sorted(set(side.per_seed) - shared, key=_seed_key)
+        if extra:
+            reasons.append(
+                f"seed{'s' if len(extra) > 1 else ''} {', '.join(extra)} only on {name}: "
+                "left out until the other side has them (paired over the shared seeds)"
+            )
+    return _only(a, shared), _only(b, shared)
+
+
+def _only(side: SideStats, seeds: set[str]) -> SideStats:
+    return _stats(side.description, {s: v for s, v in side.per_seed.items() if s in seeds})
+
+
+def _seed_key(seed: str) -> tuple[int, str]:
+    return (int(seed), seed) if seed.isdigit() else (1 << 30, seed)
 
 
 def _monotone(rows: list[dict], claim: Claim) -> MonotoneCheck | None:
@@ -334,11 +364,15 @@ def _missing(rows: list[dict], q: Quantity, name: str) -> str:
 
 def _difference(a: SideStats, b: SideStats, reasons: list[str]) -> tuple[str, tuple]:
     """The pairing and (mean, low, high) of a − b: paired over seeds when both sides have the same
-    seeds, else Welch's interval over the two samples."""
+    seeds (:func:`_on_shared_seeds` makes them so when they share 2 or more), else Welch's interval
+    over the two samples."""
     if a.per_seed and b.per_seed and set(a.per_seed) == set(b.per_seed):
         return "paired", mean_ci([a.per_seed[s] - b.per_seed[s] for s in sorted(a.per_seed)])
     if a.per_seed and b.per_seed:
-        reasons.append(f"seeds differ (a: {sorted(a.per_seed)}, b: {sorted(b.per_seed)}): Welch interval")
+        reasons.append(
+            f"the sides share fewer than 2 seeds (a: {sorted(a.per_seed, key=_seed_key)}, "
+            f"b: {sorted(b.per_seed, key=_seed_key)}): Welch interval"
+        )
     return "welch", welch_ci(list(a.per_seed.values()), list(b.per_seed.values()))
 
 
@@ -365,8 +399,8 @@ def _monotone_reason(monotone: MonotoneCheck) -> str:
 
 def evaluate_claim(rows: list[dict], claim: Claim) -> ClaimResult:
     """Statistics of both sides, their paired difference, the monotone check and the verdict."""
-    a, b = _side(rows, claim.a), _side(rows, claim.b)
     reasons: list[str] = []
+    a, b = _on_shared_seeds(_side(rows, claim.a), _side(rows, claim.b), reasons)
     pairing, (diff_mean, diff_low, diff_high) = _difference(a, b, reasons)
     for side, stat, q in (("a", a, claim.a), ("b", b, claim.b)):
         if not stat.per_seed:

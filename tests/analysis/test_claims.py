@@ -190,25 +190,50 @@ def test_monotone_level_without_runs_is_not_reproduced():
     assert any("no complete rows for graph = rr4" in r for r in result.reasons)
 
 
-def test_unmatched_seeds_fall_back_to_welch():
-    # prepare: seed 2 of ring failed
-    rows = _graph_rows({"ring": 0.6, "full": 0.7})
-    rows = [r for r in rows if not (r["graph"] == "ring" and r["seed"] == "2")]
-    claim = parse_claim(
+def _full_vs_ring():
+    return parse_claim(
         {
             "id": 2,
             "claim": "c",
             "expect": "a > b",
+            "delta": 0.01,
             "a": {"quantity": "knn_mean", "where": {"graph": "full"}},
             "b": {"quantity": "knn_mean", "where": {"graph": "ring"}},
         }
     )
+
+
+def test_a_seed_without_its_pair_is_left_out_and_named():
+    # prepare: paired seeds 0-3 whose differences are noisy; seed 4 of ring is still running, and
+    # its full run alone is far above every ring run (an unpaired Welch interval would shrink)
+    diffs = [0.03, -0.01, 0.04, -0.02]
+    paired = [row(s, 0.6 + 0.05 * s, graph="ring") for s in range(4)]
+    paired += [row(s, 0.6 + 0.05 * s + d, graph="full") for s, d in enumerate(diffs)]
+    lone = row(4, 0.95, graph="full")
     # execute
-    result = evaluate_claims(rows, [claim])[0]
+    without = evaluate_claims(paired, [_full_vs_ring()])[0]
+    result = evaluate_claims([*paired, lone], [_full_vs_ring()])[0]
+    # assert: the lone run changes nothing but a named reason
+    assert result.pairing == "paired" and result.seeds == 4
+    assert sorted(result.a.per_seed) == ["0", "1", "2", "3"]
+    assert result.assessment == without.assessment
+    difference = (result.diff_mean, result.diff_low, result.diff_high)
+    assert difference == (without.diff_mean, without.diff_low, without.diff_high)
+    assert result.a.mean == without.a.mean
+    assert any("seed 4 only on a" in r for r in result.reasons)
+    assert not any("seed 4" in r for r in without.reasons)
+
+
+def test_sides_sharing_fewer_than_two_seeds_fall_back_to_welch():
+    # prepare: full ran seeds 0-2, ring seeds 2-3: one seed in common
+    rows = [row(s, 0.7 + 0.001 * s, graph="full") for s in (0, 1, 2)]
+    rows += [row(s, 0.6 + 0.001 * s, graph="ring") for s in (2, 3)]
+    # execute
+    result = evaluate_claims(rows, [_full_vs_ring()])[0]
     # assert
-    assert result.pairing == "welch" and result.seeds == 2
-    assert result.diff_mean == pytest.approx(0.7 + 0.001 - (0.6 + 0.0005))
-    assert any("Welch" in r for r in result.reasons)
+    assert result.pairing == "welch" and result.seeds == 1
+    assert result.diff_mean == pytest.approx(0.701 - 0.6025)
+    assert any("share fewer than 2 seeds" in r and "Welch" in r for r in result.reasons)
 
 
 def test_claims_csv_has_the_issue_columns_and_the_older_ones(tmp_path):
