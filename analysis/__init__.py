@@ -15,6 +15,7 @@ plots.py         plot helpers shared by both reports (Agg backend, event markers
 results.py       a sweep's results.csv: its columns, written from the run manifests, read back typed
 claims.py        a grid's claims evaluated over seeds: means, Student-t CIs, paired differences, claims.csv
                  with a decision per claim (confirmed / refuted / equivalence / underpowered)
+claim_seeds.py   each claim seed by seed: both sides and the paired effect, claims_per_seed.csv
 power.py         power first: Student-t / Welch CIs, seeds needed for a half-width <= δ/2, the decision rule
 earlier_results.py  complete runs of an earlier report's results.csv merged into a sweep (report --include)
 sweep_dir.py     a loaded sweep directory: results rows, grid, conditions, per-seed and grouping helpers

@@ -20,10 +20,9 @@ A sweep's ``grid.yaml`` may carry a ``claims:`` list. Each claim compares two qu
   ``linear_mean``, a θ̄ column ...): a ``drop`` side measures that column's drop, any other side
   that column itself. Without it, each side's ``quantity`` / ``metric`` says.
 * Statistics: mean over seeds with a 95 % Student-t CI; the comparison is the per-seed paired
-  difference a − b over the seeds both sides have. A seed that only one side has (its pair still
-  running, or failed) is left out of both sides and named in the reasons: mixing it in would turn
-  a paired design into an unpaired one and can flip the decision on one unpaired run. Welch's
-  unequal-variance interval is used only when the sides share fewer than 2 seeds (run apart).
+  difference a − b over the seeds both sides have. A seed only one side has (its pair still running
+  or failed) is left out of both and named in the reasons: one unpaired run must not flip a decision.
+  Welch's unequal-variance interval only when the sides share fewer than 2 seeds (run apart).
 * The decision (issue 14, items 4-5; :func:`analysis.power.decide`) rests on the *effect*: the
   paired difference signed in the paper's direction (b − a for ``a < b``, a − b for ``a > b``), its
   95 % CI and ``delta`` (δ > 0): ``confirmed`` (CI above 0), ``refuted`` (CI below 0), ``refuted
@@ -303,7 +302,7 @@ def _on_shared_seeds(a: SideStats, b: SideStats, reasons: list[str]) -> tuple[Si
     if len(shared) < 2:
         return a, b
     for name, side in (("a", a), ("b", b)):
-        extra = sorted(set(side.per_seed) - shared, key=_seed_key)
+        extra = sorted(set(side.per_seed) - shared, key=seed_key)
         if extra:
             reasons.append(
                 f"seed{'s' if len(extra) > 1 else ''} {', '.join(extra)} only on {name}: "
@@ -316,7 +315,8 @@ def _only(side: SideStats, seeds: set[str]) -> SideStats:
     return _stats(side.description, {s: v for s, v in side.per_seed.items() if s in seeds})
 
 
-def _seed_key(seed: str) -> tuple[int, str]:
+def seed_key(seed: str) -> tuple[int, str]:
+    """Sort key: numeric seeds in numeric order (2 before 10), any other name after them."""
     return (int(seed), seed) if seed.isdigit() else (1 << 30, seed)
 
 
@@ -370,8 +370,8 @@ def _difference(a: SideStats, b: SideStats, reasons: list[str]) -> tuple[str, tu
         return "paired", mean_ci([a.per_seed[s] - b.per_seed[s] for s in sorted(a.per_seed)])
     if a.per_seed and b.per_seed:
         reasons.append(
-            f"the sides share fewer than 2 seeds (a: {sorted(a.per_seed, key=_seed_key)}, "
-            f"b: {sorted(b.per_seed, key=_seed_key)}): Welch interval"
+            f"the sides share fewer than 2 seeds (a: {sorted(a.per_seed, key=seed_key)}, "
+            f"b: {sorted(b.per_seed, key=seed_key)}): Welch interval"
         )
     return "welch", welch_ci(list(a.per_seed.values()), list(b.per_seed.values()))
 

@@ -6,7 +6,8 @@ partition / topology / faults and the run's summary figures) and per run the swa
 (``rounds.csv``, ``diagnostics.json``, ``timeline.jsonl``). Only ``complete`` runs enter statistics.
 
 Output, in the sweep dir: ``report.md``, ``report_*.png`` and (when the grid has claims)
-``claims.csv``, each claim with its decision and power line (:mod:`analysis.power`). Plots
+``claims.csv``, each claim with its decision and power line (:mod:`analysis.power`), and
+``claims_per_seed.csv``, each paired seed's effect (:mod:`analysis.claim_seeds`). Plots
 (:mod:`analysis.sweep_plots`, :mod:`analysis.round_plots`), each skipped
 with a one-line reason when the sweep has no data for it:
 
@@ -32,6 +33,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from analysis.claim_seeds import CLAIM_SEEDS_CSV, claim_seeds_markdown, write_claim_seeds_csv
 from analysis.claims import ClaimResult, complete_rows, evaluate_claims, load_claims, write_claims_csv
 from analysis.earlier_results import write_rows
 from analysis.mixing_effect import plot_drop_vs_mixing
@@ -256,7 +258,7 @@ def _markdown(sweep: Sweep, plots: list[Plot], claims: list[ClaimResult] | None,
         lines += [str(sweep.grid["description"]).strip(), ""]
     lines += _summary(sweep, out) + _results_table(sweep) + _pays_table(sweep)
     if claims:
-        lines += claims_markdown(claims)
+        lines += claims_markdown(claims) + claim_seeds_markdown(claims)
     lines += ["## Plots", ""]
     for png, caption in plots:
         if png is not None:
@@ -311,8 +313,10 @@ def write_study_report(
     results = evaluate_claims(sweep.rows, claims) if claims else None
     if results:
         write_claims_csv(results, out / CLAIMS_CSV)
-    elif (out / CLAIMS_CSV).is_file():
-        (out / CLAIMS_CSV).unlink()  # the grid no longer has claims: no stale verdicts
+        write_claim_seeds_csv(results, out / CLAIM_SEEDS_CSV)
+    else:
+        for stale in (CLAIMS_CSV, CLAIM_SEEDS_CSV):  # the grid no longer has claims: no stale verdicts
+            (out / stale).unlink(missing_ok=True)
     report = out / REPORT_FILE
     report.write_text(_markdown(sweep, plots, results, out), encoding="utf-8")
     return report

@@ -6,6 +6,8 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
+
 from analysis.claims import CLAIMS_CSV_FIELDS
 from analysis.cli import report_main
 from analysis.results import result_columns
@@ -187,6 +189,11 @@ def test_study_report_writes_every_plot_the_claims_and_links(tmp_path, capsys):
     assert [c["reproduced"] for c in claims] == ["yes", "no"]
     assert float(claims[0]["mean_a"]) == 0.02 and claims[0]["seeds"] == "3"
     assert "no complete rows for graph = rr4" in text
+    with (sweep / "claims_per_seed.csv").open(newline="") as f:
+        per_seed = [r for r in csv.DictReader(f) if r["claim"] == "1"]
+    assert [r["seed"] for r in per_seed] == ["0", "1", "2"]
+    assert all(float(r["effect"]) == pytest.approx(0.08) for r in per_seed)  # SimSiam drops 0.08 more
+    assert "### Claim 1 per seed" in text and "The paper's direction at 3 of 3 seeds" in text
 
 
 def test_study_report_into_another_directory_stands_on_its_own(tmp_path):
@@ -238,6 +245,7 @@ def test_missing_data_skips_plots_with_a_reason(tmp_path):
     ):
         assert reason in text
     assert "## Claims" not in text and not (sweep / "claims.csv").exists()
+    assert not (sweep / "claims_per_seed.csv").exists()
 
 
 def test_report_of_a_non_sweep_directory_exits_2(tmp_path, capsys):
