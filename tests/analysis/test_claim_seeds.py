@@ -8,8 +8,10 @@ import pytest
 
 from analysis.claim_seeds import (
     CLAIM_SEEDS_FIELDS,
+    SeedEffect,
     claim_seeds_markdown,
     seed_effects,
+    sign_test_p,
     write_claim_seeds_csv,
 )
 from analysis.claims import Claim, evaluate_claims, parse_claim
@@ -77,4 +79,13 @@ def test_csv_and_markdown_show_every_paired_seed_and_the_direction_count(tmp_pat
     ]
     assert float(rows[1]["a"]) == 0.70 and float(rows[1]["b"]) == 0.65
     assert "| 10 | 0.66 | 0.68 | -0.02 |" in text
-    assert "The paper's direction at 2 of 3 seeds; largest |effect| at seed 2 (+0.05)" in text
+    assert "The paper's direction at 2 of 3 seeds (exact sign test, two-sided p = 1);" in text
+    assert "largest |effect| at seed 2 (+0.05)" in text
+
+
+def test_sign_test_matches_the_binomial_by_hand():
+    # prepare: 7 of 8 seeds one way, and a tie that does not count
+    effects = [SeedEffect(str(s), 0.0, 0.0, e) for s, e in enumerate([1, 1, 1, 1, 1, 1, 1, -1, 0])]
+    # execute / assert: P(X <= 1 or X >= 7), X ~ Bin(8, 1/2) = 2 * 9 / 256
+    assert sign_test_p(effects) == pytest.approx(18 / 256)
+    assert sign_test_p([SeedEffect("0", 0.0, 0.0, 0.0)]) is None
