@@ -10,13 +10,13 @@ interval, :mod:`analysis.claims`) has none.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 from scipy import stats
 
 from analysis.claims import ClaimResult, seed_key
+from analysis.earlier_results import write_rows
 
 CLAIM_SEEDS_CSV = "claims_per_seed.csv"
 CLAIM_SEEDS_FIELDS = ("claim", "metric", "seed", "a", "b", "effect")
@@ -45,18 +45,14 @@ def seed_effects(result: ClaimResult) -> list[SeedEffect]:
 
 def write_claim_seeds_csv(results: list[ClaimResult], path: str | Path) -> Path:
     """``claims_per_seed.csv``: claim, metric, seed, a, b, effect for every paired seed of every claim."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=CLAIM_SEEDS_FIELDS)
-        writer.writeheader()
-        for r in results:
-            for e in seed_effects(r):
-                writer.writerow(
-                    {"claim": r.claim.id, "metric": r.claim.metric, "seed": e.seed}
-                    | {"a": f"{e.a:.6g}", "b": f"{e.b:.6g}", "effect": f"{e.effect:.6g}"}
-                )
-    return path
+    rows = [
+        {"claim": r.claim.id, "metric": r.claim.metric, "seed": e.seed}
+        | {"a": f"{e.a:.6g}", "b": f"{e.b:.6g}", "effect": f"{e.effect:.6g}"}
+        for r in results
+        for e in seed_effects(r)
+    ]
+    write_rows(Path(path), rows, list(CLAIM_SEEDS_FIELDS))
+    return Path(path)
 
 
 def sign_test_p(effects: list[SeedEffect]) -> float | None:

@@ -153,6 +153,11 @@ def test_alpha_of_resolved_partitions():
     assert alpha_of("feature_skew") is None and alpha_of("shards:2") is None
 
 
+def _csv_rows(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def test_study_report_writes_every_plot_the_claims_and_links(tmp_path, capsys):
     # prepare
     sweep = make_sweep(tmp_path)
@@ -189,8 +194,7 @@ def test_study_report_writes_every_plot_the_claims_and_links(tmp_path, capsys):
     assert [c["reproduced"] for c in claims] == ["yes", "no"]
     assert float(claims[0]["mean_a"]) == 0.02 and claims[0]["seeds"] == "3"
     assert "no complete rows for graph = rr4" in text
-    with (sweep / "claims_per_seed.csv").open(newline="") as f:
-        per_seed = [r for r in csv.DictReader(f) if r["claim"] == "1"]
+    per_seed = [r for r in _csv_rows(sweep / "claims_per_seed.csv") if r["claim"] == "1"]
     assert [r["seed"] for r in per_seed] == ["0", "1", "2"]
     assert all(float(r["effect"]) == pytest.approx(0.08) for r in per_seed)  # SimSiam drops 0.08 more
     assert "### Claim 1 per seed" in text and "The paper's direction at 3 of 3 seeds" in text
