@@ -205,6 +205,17 @@ def write_results(sweep_dir: str | Path) -> Path:
     return path
 
 
+def sweep_holding(run_dir: str | Path) -> Path | None:
+    """The sweep directory a run directory lies in (``<sweep>/runs/<name>/<run>`` beside the sweep's
+    sweep.json), or None for a run outside any sweep: work added to a run afterwards (``dssl
+    baselines``) rewrites that sweep's results.csv so that its report shows it."""
+    run_dir = Path(run_dir).resolve()
+    if len(run_dir.parents) < 3 or run_dir.parents[1].name != SWEEP_RUNS_DIR:
+        return None
+    sweep_dir = run_dir.parents[2]
+    return sweep_dir if (sweep_dir / SWEEP_FILE).is_file() else None
+
+
 def _parse(column: str, text: str) -> Any:
     if text == "":
         return None

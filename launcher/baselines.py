@@ -42,6 +42,7 @@ from analysis.baselines import (
     result_fields,
     summarize,
 )
+from analysis.results import sweep_holding, write_results
 from peer.atomic_file import write_json
 from peer.config import ConfigError, load_config
 from peer.rundir import FINAL_EVAL_FILE, FINAL_FILE, PEERS_DIR
@@ -220,6 +221,9 @@ def baselines_main(argv: list[str]) -> int:
         print(f"dssl baselines: error: {args.run_dir} is not a directory", file=sys.stderr)
         return 2
     fields = train_baselines(args.run_dir, "dssl baselines", args.timeout_s)
+    sweep_dir = sweep_holding(args.run_dir)
+    if sweep_dir is not None:  # a sweep's run: its results.csv (and so dssl report) gains the baselines
+        print(f"dssl baselines: rewrote {write_results(sweep_dir)}", flush=True)
     if fields is None:
         return 1
     print(f"RESULT {fields} run_dir={args.run_dir}")

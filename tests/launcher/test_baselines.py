@@ -13,9 +13,14 @@ import textwrap
 import time
 from pathlib import Path
 
+import launcher.baselines
+from analysis.results import sweep_holding
 from launcher.baselines import Job, baselines_main, plan_jobs, run_jobs
+from launcher.grid import load_grid
+from launcher.sweep import run_sweep
 from peer.atomic_file import write_json
 from peer.config import config_from_dict, dump_config
+from tests.launcher.sweep_util import TWO_BY_TWO, FakeRunner, read_manifest, write_grid
 
 
 def _run_dir(tmp_path, steps_done):
@@ -136,3 +141,20 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"  # a zombie is no longer running
+
+
+def test_baselines_of_a_sweeps_run_rewrite_the_sweeps_results_csv(tmp_path, monkeypatch, capsys):
+    # prepare: a swept grid (stand-in runner), its results.csv gone; the training itself stubbed
+    # (real baselines train in test_consensus_run.py)
+    grid = load_grid(write_grid(tmp_path, TWO_BY_TWO))
+    run_sweep(grid, only=["method=mae,split=iid"], runner=FakeRunner())
+    run_dir = grid.sweep_dir / read_manifest(grid, "method=mae,split=iid,seed=0")["run_dir"]
+    (grid.sweep_dir / "results.csv").unlink()
+    monkeypatch.setattr(launcher.baselines, "train_baselines", lambda *args: "gain_knn=0.01")
+    # execute
+    code = baselines_main([str(run_dir)])
+    # assert: the sweep is found from the run, a run outside any sweep has none
+    assert code == 0 and (grid.sweep_dir / "results.csv").is_file()
+    assert "rewrote" in capsys.readouterr().out
+    assert sweep_holding(run_dir) == grid.sweep_dir.resolve()
+    assert sweep_holding(tmp_path) is None and sweep_holding(grid.sweep_dir) is None
