@@ -4,7 +4,7 @@ cli.py            the `dssl` console script: one line per sub-command, dispatche
 spec.py           swarm spec YAML: swarm settings, base peer config, per-peer knobs (validated up front)
 swarm.py          `dssl swarm`: run_swarm, the one launch path for local, netns and ssh hosts:
                   plan -> run directory -> start peers -> supervise (+ faults) -> collect
-demo.py           `dssl demo`: the 4-peer Fashion-MNIST swarm of `make demo`, then θ̄ and its baselines
+demo.py           `dssl demo`: the 8-peer Fashion-MNIST swarm of `make demo`, then θ̄ and its baselines
 signal_watch.py   whether Ctrl-C / SIGTERM arrived while a swarm ran (exit 130 after a clean stop)
 processes.py      SwarmProcesses: a swarm's peer processes on any transport: process groups,
                   readiness (ready.json or the ready line), signals, graceful stop, supervision

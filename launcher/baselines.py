@@ -13,7 +13,10 @@ run directory, so it sees the swarm's own share, seeds, batch, steps and evaluat
   capped as its peer capped it) and ``train.steps`` = the sum of the peers' steps (the swarm's
   total compute), at the swarm's fastest speed (``train.slowdown=1``) -> ``baselines/centralised/``.
 
-As many run at once as the cores allow (``cores // train.threads``). Each has a deadline; one that
+As many run at once as the cores allow (``cores // train.threads``), the centralised job first: it is
+the longest (the swarm's total steps), so it runs beside the local-only jobs rather than alone after
+them, and with the peers' thread count (on 2 cores a small ViT trains faster on one thread per
+process than on two). Each has a deadline; one that
 fails or overruns is reported and left out of the comparison, never retried silently. The jobs run
 in their own sessions, so Ctrl-C, SIGTERM or SIGHUP to the launcher stops them explicitly (their
 process groups are killed) before it exits; finished baselines stay for the next run. The
@@ -81,16 +84,17 @@ def _peer_steps(peer_dir: Path, configured: int | None) -> int:
 
 
 def plan_jobs(run_dir: Path) -> list[Job]:
-    """The local-only job of every peer of ``run_dir`` and the centralised job after them."""
+    """The centralised job, then the local-only job of every peer of ``run_dir`` (longest first)."""
     peer_dirs = sorted(p for p in (run_dir / PEERS_DIR).glob("*") if (p / "config.yaml").is_file())
     if not peer_dirs:
         raise ConfigError(f"{run_dir}: no peers/<id>/config.yaml here; is this a swarm run directory?")
     base = run_dir / BASELINES_DIR
-    jobs, total_steps = [], 0
+    jobs, total_steps, threads = [], 0, 1
     for peer_dir in peer_dirs:
         cfg = load_config(peer_dir / "config.yaml")
         steps = _peer_steps(peer_dir, cfg.train.steps)
         total_steps += steps
+        threads = cfg.train.threads
         same_compute = [f"train.steps={steps}", "train.time_budget_s=null"] if steps > 0 else []
         out = base / LOCAL_DIR / peer_dir.name
         jobs.append(
@@ -105,8 +109,7 @@ def plan_jobs(run_dir: Path) -> list[Job]:
         "train.time_budget_s=null",
         NO_INIT_EVAL,
     ]
-    jobs.append(Job("centralised", peer_dirs[0] / "config.yaml", central, base / CENTRALISED_DIR, 0))
-    return jobs
+    return [Job("centralised", peer_dirs[0] / "config.yaml", central, base / CENTRALISED_DIR, threads), *jobs]
 
 
 def _env(threads: int) -> dict[str, str]:

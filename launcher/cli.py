@@ -39,7 +39,7 @@ COMMANDS = {
         "start a swarm on this host or on the hosts of an inventory", "launcher.swarm:swarm_main"
     ),
     "demo": Command(
-        "the 4-peer Fashion-MNIST demo swarm (--standalone: one process)", "launcher.demo:demo_main"
+        "the 8-peer Fashion-MNIST demo swarm (--standalone: one process)", "launcher.demo:demo_main"
     ),
     "report": Command(
         "Markdown report with plots of a run directory or a sweep directory", "analysis.cli:report_main"

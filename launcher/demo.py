@@ -1,6 +1,7 @@
-"""``dssl demo``: the 4-peer Fashion-MNIST swarm of ``make demo``, then its baselines.
+"""``dssl demo``: the 8-peer Fashion-MNIST swarm of ``make demo``, then its baselines.
 
-The swarm of ``examples/demo_swarm.yaml`` (4 peers, 3 classes each, MAE on a small ViT, ring) runs
+The swarm of ``examples/demo.yaml`` (8 peers, 3 classes each, SimSiam on a small ViT, exponential
+graph; ``--config examples/demo_swarm.yaml`` is the quicker 4-peer MAE ring) runs
 through :func:`launcher.swarm.run_swarm`; afterwards the consensus model θ̄ and the baselines (each
 peer alone, one centralised model) are evaluated and the last line is the RESULT line
 (``RESULT peers=... min_rounds=... knn_acc_mean=... local_only_knn=... centralised_knn=...
@@ -18,7 +19,7 @@ from launcher.spec import SpecError, SwarmPlan, load_plan
 from launcher.swarm import check_local_data, check_secret_file, command_parser, report_swarm, run_swarm
 from peer.config import ConfigError
 
-DEMO_SPEC = Path(__file__).resolve().parent.parent / "examples" / "demo_swarm.yaml"
+DEMO_SPEC = Path(__file__).resolve().parent.parent / "examples" / "demo.yaml"
 
 
 def describe(plan: SwarmPlan) -> str:
@@ -37,11 +38,11 @@ def describe(plan: SwarmPlan) -> str:
 
 
 def demo_main(argv: list[str]) -> int:
-    """``dssl demo``: the 4-peer Fashion-MNIST swarm of ``make demo``; last line is the RESULT line."""
+    """``dssl demo``: the 8-peer Fashion-MNIST swarm of ``make demo``; last line is the RESULT line."""
     p = command_parser(
         "dssl demo",
-        "4-peer swarm on Fashion-MNIST (3 classes per peer, ring): kNN before/after, consensus, and the "
-        "same peers trained alone and centralised.",
+        "8-peer SimSiam swarm on Fashion-MNIST (3 classes per peer): kNN before/after, consensus, and "
+        "the same peers trained alone and centralised (--config examples/demo_swarm.yaml: 4-peer MAE ring).",
         DEMO_SPEC,
         baselines=True,
     )

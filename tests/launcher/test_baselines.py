@@ -28,7 +28,7 @@ def _run_dir(tmp_path, steps_done):
         peer_dir = tmp_path / "peers" / f"p{i}"
         peer_dir.mkdir(parents=True)
         cfg = config_from_dict(
-            {"data": {"num_peers": len(steps_done), "peer_index": i}, "train": {"steps": 50}}
+            {"data": {"num_peers": len(steps_done), "peer_index": i}, "train": {"steps": 50, "threads": 1}}
         )
         dump_config(cfg, peer_dir / "config.yaml")
         if steps is not None:
@@ -42,12 +42,13 @@ def test_one_local_job_per_peer_and_a_centralised_job_for_the_swarms_total_steps
     # execute
     jobs = plan_jobs(run)
     # assert
-    assert [j.name for j in jobs] == ["p0", "p1", "centralised"]
-    assert jobs[1].config == run / "peers" / "p1" / "config.yaml"
-    assert jobs[1].out == run / "baselines" / "local" / "p1"
-    assert "train.steps=30" in jobs[0].overrides and "train.steps=50" in jobs[1].overrides  # same work
-    assert "data.union=true" in jobs[2].overrides and "train.steps=80" in jobs[2].overrides
-    assert jobs[2].out == run / "baselines" / "centralised"
+    assert [j.name for j in jobs] == ["centralised", "p0", "p1"]  # the longest job starts first
+    assert jobs[2].config == run / "peers" / "p1" / "config.yaml"
+    assert jobs[2].out == run / "baselines" / "local" / "p1"
+    assert "train.steps=30" in jobs[1].overrides and "train.steps=50" in jobs[2].overrides  # same work
+    assert "data.union=true" in jobs[0].overrides and "train.steps=80" in jobs[0].overrides
+    assert jobs[0].out == run / "baselines" / "centralised"
+    assert {j.threads for j in jobs} == {1}  # the peers' thread count, the centralised job's too
 
 
 class _Command(Job):

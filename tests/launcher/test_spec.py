@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from launcher.demo import DEMO_SPEC
 from launcher.spec import SpecError, load_plan, plan_from_dict
 
 
@@ -98,3 +99,13 @@ def test_example_specs_resolve():
     # assert: the example shows heterogeneity for real
     slowdowns = {p.config.train.slowdown for p in plan.peers}
     assert len(plan.peers) >= 3 and len(slowdowns) > 1
+
+
+def test_demo_spec_is_the_paying_swarm_and_evaluates_the_random_init_once():
+    # prepare / execute
+    plan = load_plan(DEMO_SPEC)
+    # assert: 8 SimSiam-ViT peers of 3 classes each; the shared random init evaluated on p0 only
+    assert DEMO_SPEC.name == "demo.yaml" and len(plan.peers) == 8
+    assert {p.config.objective.name for p in plan.peers} == {"simsiam"}
+    assert {p.config.data.partition for p in plan.peers} == {"shards:3"}
+    assert [p.config.eval.at_start for p in plan.peers] == [True] + [False] * 7
