@@ -108,4 +108,5 @@ def test_demo_spec_is_the_paying_swarm_and_evaluates_the_random_init_once():
     assert DEMO_SPEC.name == "demo.yaml" and len(plan.peers) == 8
     assert {p.config.objective.name for p in plan.peers} == {"simsiam"}
     assert {p.config.data.partition for p in plan.peers} == {"shards:3"}
+    assert {p.config.train.batch_size for p in plan.peers} == {32}
     assert [p.config.eval.at_start for p in plan.peers] == [True] + [False] * 7
