@@ -13,10 +13,11 @@ run directory, so it sees the swarm's own share, seeds, batch, steps and evaluat
   capped as its peer capped it) and ``train.steps`` = the sum of the peers' steps (the swarm's
   total compute), at the swarm's fastest speed (``train.slowdown=1``) -> ``baselines/centralised/``.
 
-As many run at once as the cores allow (``cores // train.threads``), the centralised job first: it is
-the longest (the swarm's total steps), so it runs beside the local-only jobs rather than alone after
-them, and with the peers' thread count (on 2 cores a small ViT trains faster on one thread per
-process than on two). Each has a deadline; one that
+As many run at once as the cores allow (each job counts its ``train.threads``, 0 counting as one),
+the centralised job first: it is the longest (the swarm's total steps), so it runs beside the
+local-only jobs rather than alone after them, on the cores they leave free and at least the peers'
+thread count (on 2 cores a small ViT trains faster on one thread per process than on two). Each has
+a deadline; one that
 fails or overruns is reported and left out of the comparison, never retried silently. The jobs run
 in their own sessions, so Ctrl-C, SIGTERM or SIGHUP to the launcher stops them explicitly (their
 process groups are killed) before it exits; finished baselines stay for the next run. The
@@ -83,7 +84,7 @@ def _peer_steps(peer_dir: Path, configured: int | None) -> int:
         return int(configured or 0)
 
 
-def plan_jobs(run_dir: Path) -> list[Job]:
+def plan_jobs(run_dir: Path, cores: int | None = None) -> list[Job]:
     """The centralised job, then the local-only job of every peer of ``run_dir`` (longest first)."""
     peer_dirs = sorted(p for p in (run_dir / PEERS_DIR).glob("*") if (p / "config.yaml").is_file())
     if not peer_dirs:
@@ -109,7 +110,12 @@ def plan_jobs(run_dir: Path) -> list[Job]:
         "train.time_budget_s=null",
         NO_INIT_EVAL,
     ]
-    return [Job("centralised", peer_dirs[0] / "config.yaml", central, base / CENTRALISED_DIR, threads), *jobs]
+    cores = cores or os.cpu_count() or 1
+    central_threads = max(threads, cores - len(jobs) * threads) if threads > 0 else 0
+    return [
+        Job("centralised", peer_dirs[0] / "config.yaml", central, base / CENTRALISED_DIR, central_threads),
+        *jobs,
+    ]
 
 
 def _env(threads: int) -> dict[str, str]:
@@ -142,16 +148,22 @@ def _stop(popen: subprocess.Popen) -> None:
         popen.wait()
 
 
-def run_jobs(jobs: list[Job], timeout_s: float, prog: str, slots: int | None = None) -> dict[str, str]:
-    """Run the unfinished ``jobs``, ``slots`` at a time; returns name -> how it ended."""
-    slots = slots or max(1, (os.cpu_count() or 1) // max(1, max((j.threads for j in jobs), default=1)))
+def _fits(job: Job, running: list[Job], cores: int) -> bool:
+    """Whether ``job`` may start beside ``running`` (threads 0, all cores, counts as one)."""
+    used = sum(max(1, min(j.threads, cores)) for j in running)
+    return not running or used + max(1, min(job.threads, cores)) <= cores
+
+
+def run_jobs(jobs: list[Job], timeout_s: float, prog: str, cores: int | None = None) -> dict[str, str]:
+    """Run the unfinished ``jobs``, as many at once as ``cores`` allow; returns name -> how it ended."""
+    cores = cores or os.cpu_count() or 1
     pending = [j for j in jobs if not j.done]
     ended = {j.name: "kept (already finished)" for j in jobs if j.done}
     running: dict[str, tuple[Job, subprocess.Popen, float]] = {}
     previous = _interrupt_on_termination()
     try:
         while pending or running:
-            while pending and len(running) < slots:
+            while pending and _fits(pending[0], [j for j, _, _ in running.values()], cores):
                 job = pending.pop(0)
                 running[job.name] = (job, _start(job), time.monotonic())
             time.sleep(0.5)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import launcher.baselines
 from analysis.results import sweep_holding
-from launcher.baselines import Job, baselines_main, plan_jobs, run_jobs
+from launcher.baselines import Job, _fits, baselines_main, plan_jobs, run_jobs
 from launcher.grid import load_grid
 from launcher.sweep import run_sweep
 from peer.atomic_file import write_json
@@ -40,7 +40,7 @@ def test_one_local_job_per_peer_and_a_centralised_job_for_the_swarms_total_steps
     # prepare: p0 trained 30 steps (stopped early), p1 never wrote final.json (configured 50)
     run = _run_dir(tmp_path, [30, None])
     # execute
-    jobs = plan_jobs(run)
+    jobs = plan_jobs(run, cores=2)
     # assert
     assert [j.name for j in jobs] == ["centralised", "p0", "p1"]  # the longest job starts first
     assert jobs[2].config == run / "peers" / "p1" / "config.yaml"
@@ -49,6 +49,7 @@ def test_one_local_job_per_peer_and_a_centralised_job_for_the_swarms_total_steps
     assert "data.union=true" in jobs[0].overrides and "train.steps=80" in jobs[0].overrides
     assert jobs[0].out == run / "baselines" / "centralised"
     assert {j.threads for j in jobs} == {1}  # the peers' thread count, the centralised job's too
+    assert plan_jobs(run, cores=8)[0].threads == 6  # on more cores: those the local-only jobs leave
 
 
 class _Command(Job):
@@ -72,7 +73,7 @@ def test_failed_and_overdue_jobs_are_reported_and_finished_ones_kept(tmp_path, c
         done,
     ]
     # execute
-    ended = run_jobs(jobs, timeout_s=3.0, prog="t", slots=2)
+    ended = run_jobs(jobs, timeout_s=3.0, prog="t", cores=2)
     # assert
     assert ended == {"bad": "failed (exit 3)", "slow": "stopped after 3 s", "done": "kept (already finished)"}
     assert "baseline bad: failed (exit 3)" in capsys.readouterr().out
@@ -159,3 +160,15 @@ def test_baselines_of_a_sweeps_run_rewrite_the_sweeps_results_csv(tmp_path, monk
     assert "rewrote" in capsys.readouterr().out
     assert sweep_holding(run_dir) == grid.sweep_dir.resolve()
     assert sweep_holding(tmp_path) is None and sweep_holding(grid.sweep_dir) is None
+
+
+def test_jobs_share_the_cores_by_their_thread_counts():
+    # prepare: a 6-thread job, 1-thread jobs, and one on all cores (threads 0, counted as one)
+    big, one, every = (
+        Job(n, Path("c.yaml"), [], Path(n), t) for n, t in (("big", 6), ("one", 1), ("all", 0))
+    )
+    # execute / assert
+    assert _fits(big, [], 2)  # nothing running: any job starts
+    assert _fits(one, [big], 8) and _fits(one, [big, one], 8) and not _fits(one, [big, one, one], 8)
+    assert not _fits(big, [big], 8)
+    assert _fits(every, [one], 2) and not _fits(one, [one, every], 2)
